@@ -1,0 +1,37 @@
+"""Small helpers shared by the CLI modules: error reporting and the 'not built yet' stub."""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import typer
+from rich.console import Console
+
+from rali_edge.errors import RaliEdgeError
+
+console = Console()
+err_console = Console(stderr=True)
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def friendly_errors(func: F) -> F:
+    """Turn a RaliEdgeError into a red one-line message and exit status 2 (no traceback)."""
+
+    @functools.wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return func(*args, **kwargs)
+        except RaliEdgeError as exc:
+            err_console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+            raise typer.Exit(code=2) from exc
+
+    return wrapper  # type: ignore[return-value]
+
+
+def not_built_yet(command: str, issue: str) -> None:
+    """For planned commands: say so and exit non-zero instead of pretending to work."""
+    err_console.print(f"[yellow]`rali-edge {command}` is planned but not built yet ({issue}).[/]")
+    raise typer.Exit(code=3)
