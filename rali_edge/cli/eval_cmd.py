@@ -1,10 +1,57 @@
-"""`rali-edge eval`."""
+"""`rali-edge eval`: PLCC/SRCC/KRCC/MAE of a bundle per meta file, and their average."""
 
 from __future__ import annotations
 
-from rali_edge.cli._common import not_built_yet
+from pathlib import Path
+
+import typer
+
+from rali_edge.cli._common import console, err_console, friendly_errors
 
 
-def evaluate() -> None:
-    """Evaluate a bundle: PLCC/SRCC/KRCC/MAE per meta file."""
-    not_built_yet("eval", "issue 3")
+def _table(report):
+    from rich.table import Table
+
+    table = Table(title=f"{report.bundle}\n{report.protocol}", title_justify="left")
+    for col in ("dataset", "n", "PLCC", "SRCC", "KRCC", "MAE", "failed"):
+        table.add_column(col, justify="left" if col == "dataset" else "right")
+    for d in report.datasets:
+        m = d.metrics
+        table.add_row(d.dataset, str(d.n), *(f"{m[k]:.4f}" for k in ("plcc", "srcc", "krcc", "mae")),
+                      str(len(d.failures)))
+    a = report.average
+    table.add_row("average", "", *(f"{a[k]:.4f}" for k in ("plcc", "srcc", "krcc", "mae")), str(report.n_failed),
+                  style="bold")
+    return table
+
+
+@friendly_errors
+def evaluate(
+    bundle: Path = typer.Argument(..., help="Scorer bundle folder."),
+    meta: list[Path] = typer.Option(..., "--meta", help="Meta JSON file (repeat --meta for several)."),
+    image_root: Path = typer.Option(..., "--image-root", help="Folder the meta files' image paths are relative to."),
+    logistic: bool = typer.Option(False, "--logistic", help="PLCC after a 4-parameter logistic fit "
+                                  "(default: plain correlations, the official protocol)."),
+    json_out: Path | None = typer.Option(None, "--json", help="Write the full report (with predictions) here."),
+    batch_size: int = typer.Option(32, "--batch-size", min=1, help="Images per forward pass."),
+    device: str = typer.Option("cpu", "--device", help="torch device, e.g. cpu or cuda."),
+) -> None:
+    """Evaluate a bundle: PLCC/SRCC/KRCC/MAE per meta file against gt_score_norm.
+
+    Unreadable images are left out of the metrics and listed; the exit status is 1 when any failed.
+    """
+    from rali_edge.evaluate import evaluate_bundle, write_report
+
+    report = evaluate_bundle(bundle, meta, image_root, logistic=logistic, batch_size=batch_size,
+                             device=device, progress=True)
+    console.print(_table(report))
+    if json_out is not None:
+        write_report(report, json_out)
+        console.print(f"report written to {json_out}", highlight=False)
+    for d in report.datasets:
+        for f in d.failures:
+            err_console.print(f"[red]failed ({d.dataset}):[/] {f['path']}: {f['reason']}", highlight=False,
+                              soft_wrap=True)
+    if report.n_failed:
+        err_console.print(f"[red]{report.n_failed} images could not be scored and were left out[/]")
+        raise typer.Exit(code=1)

@@ -1,10 +1,51 @@
-"""`rali-edge validate`."""
+"""`rali-edge validate`: drift of artifacts vs the float bundle, per meta file; a CI gate (exit 1)."""
 
 from __future__ import annotations
 
-from rali_edge.cli._common import not_built_yet
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from rali_edge.cli._common import console, friendly_errors
 
 
-def validate() -> None:
+def _fmt(value: float | None, signed: bool = False) -> str:
+    if value is None:
+        return "-"
+    return f"{value:+.4f}" if signed else f"{value:.4f}"
+
+
+@friendly_errors
+def validate(
+    artifacts: list[Path] = typer.Argument(..., help="Artifacts to check (.onnx, .ort, .mlpackage, .engine)."),
+    bundle: Path = typer.Option(..., "--bundle", help="The float bundle folder (the reference)."),
+    meta: list[Path] = typer.Option(..., "--meta", help="Meta JSON file(s) with image and gt_score_norm."),
+    image_root: Path = typer.Option(..., "--image-root", help="Folder the meta image paths are relative to."),
+    max_plcc_drop: Optional[float] = typer.Option(None, "--max-plcc-drop", help="Fail when PLCC drops more (>= 0)."),
+    max_srcc_drop: Optional[float] = typer.Option(None, "--max-srcc-drop", help="Fail when SRCC drops more (>= 0)."),
+    out: Optional[Path] = typer.Option(None, "--out", help="Folder for report.json (default: no file)."),
+    batch_size: int = typer.Option(16, "--batch-size", help="Images per runtime call."),
+) -> None:
     """Validate artifacts against the float model: PLCC/SRCC drift, CI gate."""
-    not_built_yet("validate", "issue 6")
+    from rich.table import Table
+
+    from rali_edge.validate import validate_artifacts
+
+    report = validate_artifacts(artifacts, bundle, meta, image_root, max_plcc_drop=max_plcc_drop,
+                                max_srcc_drop=max_srcc_drop, out_dir=out, batch_size=batch_size)
+    table = Table(title="drift vs float")
+    for col in ("artifact", "dataset", "n", "PLCC", "dPLCC", "SRCC", "dSRCC", "MAE", "max|d|", "emb cos", "status"):
+        table.add_column(col)
+    for r in report.rows:
+        table.add_row(r.artifact, r.dataset, str(r.n), _fmt(r.plcc), _fmt(r.dplcc, True), _fmt(r.srcc),
+                      _fmt(r.dsrcc, True), _fmt(r.score_mae), _fmt(r.max_abs_change), _fmt(r.embedding_cosine),
+                      r.status + (f" ({r.reason})" if r.reason else ""))
+    console.print(table)
+    if report.report_path is not None:
+        console.print(f"report: {report.report_path}")
+    if not report.passed:
+        for failure in report.failures:
+            console.print(f"[bold red]FAIL[/] {failure}", highlight=False)
+        raise typer.Exit(code=1)
+    console.print("[green]within budget[/]")

@@ -28,8 +28,27 @@ NUMERIC_SEVERITY = {"1": "slight", "2": "moderate", "3": "obvious", "4": "seriou
 LEVELS = ("bad", "poor", "fair", "good", "excellent")
 CLEAN_CLASSES = frozenset({"none", "null", "clean", "pristine", "reference"})
 
+# The finer `distortion` a record may carry (synthetic data, KADID-style names) -> vocabulary key,
+# so a brightened image (Q-Insight class "darken") is not described as underexposed.
+DISTORTION_KEY = {
+    "gaussian_blur": "blur",
+    "motion_blur": "motion_blur",
+    "jpeg": "jpeg",
+    "white_noise": "noise",
+    "impulse_noise": "impulse_noise",
+    "darken": "darken",
+    "brighten": "brighten",
+    "contrast_loss": "contrast",
+    "saturation": "saturation",
+    "pixelation": "pixelate",
+    "colour_quantization": "quantization",
+}
 CLASS_NOUN = {
     "blur": "blur",
+    "motion_blur": "motion blur",
+    "impulse_noise": "impulse noise",
+    "saturation": "oversaturation",
+    "quantization": "colour quantization",
     "noise": "noise",
     "compression": "compression artifacts",
     "darken": "underexposure",
@@ -49,6 +68,11 @@ CLASS_EFFECTS = {
     "contrast": ("tones look flat", "objects blend into the background", "the scene lacks depth"),
     "color": ("colours look unnatural", "hues are shifted", "saturation is off"),
     "pixelate": ("blocks replace fine detail", "edges look jagged", "textures turn into squares"),
+    "motion_blur": ("edges are streaked in one direction", "moving smears hide details", "fine textures are lost"),
+    "impulse_noise": ("white and black dots are scattered over the image", "isolated specks break up surfaces",
+                      "fine textures are masked by dots"),
+    "saturation": ("colours are garish", "hues bleed into each other", "colour detail is clipped"),
+    "quantization": ("gradients break into flat bands", "colours are reduced to a few steps", "smooth areas look posterized"),
 }
 GENERIC_EFFECTS = ("details are degraded", "the distortion is visible across the frame", "textures suffer")
 SEVERITY_WORDS = {
@@ -96,6 +120,9 @@ def template_text(record: _RecordLike, seed: int) -> str:
     """One reasoning text for `record`; the phrasing depends only on (image, seed)."""
     rng = random.Random(f"{record.image}|{seed}")  # str seeds are hashed deterministically
     cls = (record.distortion_class or "").strip().lower()
+    finer = getattr(record, "extras", {}).get("distortion")
+    if cls and cls not in CLEAN_CLASSES and finer in DISTORTION_KEY:
+        cls = DISTORTION_KEY[finer]
     severity = _severity_name(record.severity)
     if record.score is not None:
         level = _level_from_score(record.score)

@@ -1,0 +1,136 @@
+"""ORT INT8 vs FP32 latency of a ViT-B/16-size RALI scorer (224 px, RANDOM weights, real size).
+
+Not a test: run it by hand,
+    PYTHONPATH=. .venv/bin/python benchmarks/bench_int8.py [--workdir /tmp/rali-bench] [--reps 10]
+
+Builds (once, cached in --workdir) an open_clip ViT-B-16 (QuickGELU, like CLIP) scorer bundle with random
+weights and a 512-d PCA / 250-basis head, exports it with rali_edge.export (ONNX, dynamic batch), and
+quantizes it with rali_edge.quantize: `int8` = the default OnnxInt8Config (cpu profile), `int8-plain` =
+ORT's plain static QDQ (every supported op quantized, outputs quantized; the ~2.6x baseline). Latencies
+are medians of interleaved runs (each rep runs every model once at each batch size) so the machine's
+load drifts affect all models alike. Prints a table with ratios vs FP32 and file sizes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import sys
+import time
+import warnings
+from pathlib import Path
+
+import numpy as np
+
+IMAGE_SIZE = 224
+
+
+def build_bundle(workdir: Path) -> Path:
+    import open_clip
+    import torch
+
+    from rali_edge.bundle import CLIP_MEAN, CLIP_STD, Provenance
+    from rali_edge.model.backbone import build_backbone, open_clip_backbone_config
+    from rali_edge.model.scorer import RaliScorer
+    from rali_edge.model.tiny import random_head
+
+    out = workdir / "vitb16-random-bundle"
+    if (out / "config.json").is_file():
+        return out
+    model_cfg = dict(open_clip.get_model_config("ViT-B-16"), quick_gelu=True)
+    pcfg = {"size": IMAGE_SIZE, "mean": list(CLIP_MEAN), "std": list(CLIP_STD), "interpolation": "bicubic",
+            "resize_mode": "shortest"}
+    cfg = open_clip_backbone_config("ViT-B-16", None, model_cfg, pcfg)
+    torch.manual_seed(0)
+    backbone = build_backbone(cfg)
+    head = random_head(cfg.embed_dim, 512, 250, torch.Generator().manual_seed(0))
+    scorer = RaliScorer(backbone, head).eval()
+    prov = Provenance.now(seeds=[0], notes={"random_weights": True, "made_by": "benchmarks/bench_int8.py"})
+    return scorer.save(out, backbone.default_preprocess(), prov)
+
+
+def export_fp32(bundle: Path, workdir: Path) -> Path:
+    from rali_edge.export.api import export_bundle
+
+    target = workdir / "vitb16-fp32.onnx"
+    if not target.is_file():
+        export_bundle(bundle, "onnx", precision="fp32", out_dir=workdir, name="vitb16-fp32")
+    return target
+
+
+def quantize_variants(fp32: Path, workdir: Path, calib: int) -> dict[str, Path]:
+    from rali_edge.calibration import from_pixels
+    from rali_edge.quantize import OnnxInt8Config, quantize
+
+    # Random pixels are enough to time the graph; accuracy is measured by tests and `rali-edge validate`.
+    pixels = np.random.default_rng(0).integers(0, 256, (calib, 3, IMAGE_SIZE, IMAGE_SIZE), dtype=np.uint8)
+    cal = from_pixels(pixels, "random uint8 pixels (benchmark only)", seed=0)
+    variants = {
+        "int8": OnnxInt8Config(),
+        "int8-plain": OnnxInt8Config(op_types=("Conv", "MatMul", "Gemm", "Add", "Mul", "Softmax", "Sigmoid",
+                                               "LayerNormalization"), float_output_ops=(), keep_head_float=False,
+                                     exclude_layernorm=False, exclude_softmax=False, exclude_gelu=False),
+    }
+    out = {}
+    for name, config in variants.items():
+        path = workdir / f"vitb16-{name}.onnx"
+        if not path.is_file():
+            quantize(config, fp32, path, cal)
+        out[name] = path
+    return out
+
+
+def session(path: Path, threads: int):
+    import onnxruntime as ort
+
+    so = ort.SessionOptions()
+    so.intra_op_num_threads = threads
+    so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    return ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
+
+
+def measure(models: dict[str, Path], batches: tuple[int, ...], reps: int, threads: int) -> dict:
+    sessions = {name: session(p, threads) for name, p in models.items()}
+    rng = np.random.default_rng(1)
+    inputs = {b: rng.integers(0, 256, (b, 3, IMAGE_SIZE, IMAGE_SIZE), dtype=np.uint8) for b in batches}
+    for s in sessions.values():  # warm-up
+        for b in batches:
+            s.run(None, {"pixels": inputs[b]})
+    times: dict[tuple[str, int], list[float]] = {(n, b): [] for n in sessions for b in batches}
+    for _ in range(reps):
+        for b in batches:
+            for name, s in sessions.items():
+                t = time.perf_counter()
+                s.run(None, {"pixels": inputs[b]})
+                times[(name, b)].append((time.perf_counter() - t) * 1000)
+    return {k: statistics.median(v) for k, v in times.items()}
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--workdir", type=Path, default=Path("/tmp/rali-bench-int8"))
+    ap.add_argument("--reps", type=int, default=10)
+    ap.add_argument("--threads", type=int, default=os.cpu_count() or 1)
+    ap.add_argument("--calib", type=int, default=16, help="random calibration images (speed only)")
+    args = ap.parse_args(argv)
+    warnings.filterwarnings("ignore")
+    args.workdir.mkdir(parents=True, exist_ok=True)
+    bundle = build_bundle(args.workdir)
+    fp32 = export_fp32(bundle, args.workdir)
+    models = {"fp32": fp32, **quantize_variants(fp32, args.workdir, args.calib)}
+    batches = (1, 8)
+    med = measure(models, batches, args.reps, args.threads)
+    print(f"ViT-B/16 RALI scorer, {IMAGE_SIZE} px, random weights; ORT CPU, {args.threads} threads, "
+          f"median of {args.reps} interleaved reps")
+    print(f"{'model':<12}{'MB':>8}{'b1 ms':>10}{'b8 ms':>10}{'x b1':>8}{'x b8':>8}")
+    for name, path in models.items():
+        mb = path.stat().st_size / 2**20
+        r1, r8 = med[("fp32", 1)] / med[(name, 1)], med[("fp32", 8)] / med[(name, 8)]
+        print(f"{name:<12}{mb:>8.1f}{med[(name, 1)]:>10.1f}{med[(name, 8)]:>10.1f}{r1:>8.2f}{r8:>8.2f}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    sys.exit(main())

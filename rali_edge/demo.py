@@ -1,0 +1,229 @@
+"""The main job on its embedded default: the whole RALI chain on synthetic data, on the CPU.
+
+Stages run in order; each writes its outputs under the demo folder and then a marker
+`stages/<name>.json` (atomically, last), so an interrupted demo run again resumes after the last
+finished stage. Nothing is downloaded: the data is synthesised from images that installed packages
+ship, the CLIP and the Qwen2.5-VL teacher are tiny models built from configs with random weights.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from rali_edge._atomic import atomic_write_json
+from rali_edge.errors import ConfigError
+
+STAGES = ("data", "texts", "teacher", "train", "evaluate", "benchmark")
+
+
+@dataclass(frozen=True)
+class DemoSettings:
+    """Sizes of everything the demo builds. `full()` is the default run, `quick()` the short one."""
+
+    sources: int
+    image_size: int
+    text_seeds: tuple[int, ...]
+    grpo_steps: int
+    describe_images: int
+    clip_image_size: int
+    align_steps: int
+    align_batch: int
+    align_lr: float
+    pca_dim: int
+    num_buckets: int
+    num_basis: int
+    fit_epochs: int
+    formats: tuple[str, ...]
+    calib_size: int
+    bench_repeats: int
+    seed: int = 0
+
+    @classmethod
+    def full(cls) -> DemoSettings:
+        return cls(sources=24, image_size=96, text_seeds=(0, 1, 2), grpo_steps=2, describe_images=4,
+                   clip_image_size=64, align_steps=300, align_batch=64, align_lr=1e-3, pca_dim=32,
+                   num_buckets=24, num_basis=48, fit_epochs=200,
+                   formats=("pytorch-fp32", "onnx-fp32", "onnx-fp16", "onnx-int8-cpu", "onnx-int8-tensorrt",
+                            "ort-fp32", "coreml-fp16", "coreml-int8w", "tensorrt-fp16", "tensorrt-int8"),
+                   calib_size=300, bench_repeats=5)
+
+    @classmethod
+    def quick(cls) -> DemoSettings:
+        return dataclasses.replace(cls.full(), sources=12, text_seeds=(0, 1), grpo_steps=1, describe_images=2,
+                                   align_steps=120, fit_epochs=100, calib_size=100, bench_repeats=2,
+                                   formats=("pytorch-fp32", "onnx-fp32", "onnx-int8-cpu", "onnx-int8-tensorrt",
+                                            "ort-fp32", "coreml-fp16", "coreml-int8w", "tensorrt-int8"))
+
+
+@dataclass
+class DemoResult:
+    out_dir: Path
+    settings: DemoSettings
+    stages: dict[str, dict[str, Any]] = field(default_factory=dict)
+    seconds: dict[str, float] = field(default_factory=dict)
+    resumed: list[str] = field(default_factory=list)
+
+
+StageFn = Callable[[Path, DemoSettings, dict[str, dict[str, Any]], bool], dict[str, Any]]
+
+
+def _stage_data(out: Path, s: DemoSettings, done: dict, progress: bool) -> dict[str, Any]:
+    from rali_edge.data.synth import synthesize
+
+    ds = synthesize(out / "data", seed=s.seed, sources=s.sources, size=s.image_size, progress=progress)
+    return {"root": str(ds.root), "train_meta": str(ds.train_meta), "test_meta": str(ds.test_meta),
+            "n_train": ds.n_train, "n_test": ds.n_test}
+
+
+def _stage_texts(out: Path, s: DemoSettings, done: dict, progress: bool) -> dict[str, Any]:
+    from rali_edge.data.meta import read_meta
+    from rali_edge.teacher.template import describe_with_template
+
+    data = done["data"]
+    records = read_meta(data["train_meta"], data["root"])
+    path = out / "texts" / "triplets.jsonl"
+    stats = describe_with_template(records, s.text_seeds, path, progress=progress)
+    return {"triplets": str(path), "written": stats.written, "skipped": stats.skipped,
+            "seeds": list(s.text_seeds), "teacher": stats.teacher}
+
+
+def _stage_teacher(out: Path, s: DemoSettings, done: dict, progress: bool) -> dict[str, Any]:
+    """A few GRPO steps and one describe pass with a tiny random Qwen2.5-VL: shows the path works.
+
+    Its texts are NOT used for training (a random model writes noise); the template texts are.
+    """
+    from rali_edge.data.meta import read_meta
+    from rali_edge.teacher.config import GRPOTeacherConfig, ImageBounds
+    from rali_edge.teacher.describe import SamplingConfig, describe_with_model, load_teacher
+    from rali_edge.teacher.grpo import train_grpo
+    from rali_edge.teacher.tiny import build_tiny_teacher
+
+    data = done["data"]
+    tiny = out / "teacher" / "tiny-qwen2.5-vl"
+    if not (tiny / "RANDOM_WEIGHTS.json").is_file():
+        build_tiny_teacher(tiny, seed=s.seed)
+    cfg = GRPOTeacherConfig(output_dir=str(out / "teacher" / "grpo"), image_root=data["root"],
+                            score_meta=[data["train_meta"]], model=str(tiny), num_generations=2,
+                            per_device_train_batch_size=2, gradient_accumulation_steps=1,
+                            max_steps=s.grpo_steps, max_completion_length=16, save_steps=10_000,
+                            gradient_checkpointing=False, bf16=False, seed=s.seed,
+                            images=ImageBounds(min_pixels=28 * 28, max_pixels=56 * 56))
+    grpo = train_grpo(cfg)
+    model, processor = load_teacher(str(grpo.output_dir), device="cpu")
+    records = read_meta(data["test_meta"], data["root"])[: s.describe_images]
+    triplets = out / "teacher" / "tiny_teacher_triplets.jsonl"
+    stats = describe_with_model(records, [0], triplets, model, processor, teacher_id="tiny-random-qwen2.5-vl",
+                                batch_size=2, sampling=SamplingConfig(max_new_tokens=24), progress=progress)
+    return {"grpo_steps": grpo.steps, "reward_log": str(grpo.reward_log), "last_metrics": grpo.last_metrics,
+            "describe_out": str(triplets), "described": stats.written, "malformed": stats.malformed,
+            "used_for_training": False}
+
+
+def train_config(out: Path, s: DemoSettings, done: dict):
+    """The demo's training config: a small open_clip ViT from a config, on the template texts."""
+    from rali_edge.train.align import AlignConfig
+    from rali_edge.train.compress import CompressConfig
+    from rali_edge.train.config import BackboneSpec, DataConfig, TrainConfig
+    from rali_edge.train.fit import FitConfig
+
+    data = done["data"]
+    return TrainConfig(
+        data=DataConfig(train_meta=(data["train_meta"],), image_root=data["root"], triplets=done["texts"]["triplets"]),
+        backbone=BackboneSpec(source="tiny", library="open_clip", name="tiny-vit", image_size=s.clip_image_size),
+        align=AlignConfig(lr=s.align_lr, max_steps=s.align_steps, batch_size=s.align_batch, seed=s.seed),
+        compress=CompressConfig(pca_dim=s.pca_dim, num_buckets=s.num_buckets, num_basis=s.num_basis, seed=s.seed),
+        fit=FitConfig(epochs=s.fit_epochs, seed=s.seed),
+    )
+
+
+def _stage_train(out: Path, s: DemoSettings, done: dict, progress: bool) -> dict[str, Any]:
+    from rali_edge.train.pipeline import run_training
+
+    bundle = run_training(train_config(out, s, done), out / "train", progress=progress)
+    return {"bundle": str(bundle)}
+
+
+def _stage_evaluate(out: Path, s: DemoSettings, done: dict, progress: bool) -> dict[str, Any]:
+    from rali_edge.evaluate import evaluate_bundle, write_report
+
+    data = done["data"]
+    report = evaluate_bundle(done["train"]["bundle"], [data["test_meta"]], data["root"], progress=progress)
+    path = write_report(report, out / "eval.json")
+    result = report.datasets[0]
+    return {"report": str(path), "n": result.n, **{k: result.metrics[k] for k in ("plcc", "srcc", "krcc", "mae")},
+            "protocol": report.protocol}
+
+
+def _stage_benchmark(out: Path, s: DemoSettings, done: dict, progress: bool) -> dict[str, Any]:
+    from rali_edge.report.benchmark import run_benchmark
+    from rali_edge.report.table import plain_table
+
+    data = done["data"]
+    report = run_benchmark(done["train"]["bundle"], [data["test_meta"]], data["root"], formats=list(s.formats),
+                           out_dir=out / "report", calib=data["train_meta"], calib_size=s.calib_size,
+                           repeats=s.bench_repeats, seed=s.seed, progress=progress)
+    rows = [{k: v for k, v in r.to_dict().items() if k not in ("scores", "drift", "timing")} for r in report.rows]
+    return {"report_dir": str(out / "report"), "rows": rows, "table": plain_table(report.rows)}
+
+
+STAGE_FUNCTIONS: dict[str, StageFn] = {
+    "data": _stage_data,
+    "texts": _stage_texts,
+    "teacher": _stage_teacher,
+    "train": _stage_train,
+    "evaluate": _stage_evaluate,
+    "benchmark": _stage_benchmark,
+}
+
+
+def _marker(out: Path, stage: str) -> Path:
+    return out / "stages" / f"{stage}.json"
+
+
+def _check_settings(out: Path, settings: DemoSettings) -> None:
+    """A demo folder belongs to one set of settings: mixing a quick and a full run would resume wrongly."""
+    path = out / "demo_settings.json"
+    wanted = json.loads(json.dumps(dataclasses.asdict(settings)))
+    if path.is_file():
+        have = json.loads(path.read_text(encoding="utf-8"))
+        if have != wanted:
+            raise ConfigError(f"{out} holds a demo run with other settings (quick vs full?); "
+                              "pass another --out, or --fresh to start over")
+    else:
+        atomic_write_json(path, wanted)
+
+
+def run_demo(out_dir: str | os.PathLike[str], quick: bool = False, progress: bool = True,
+             on_stage: Callable[[str, str], None] | None = None) -> DemoResult:
+    """Run (or resume) every stage; `on_stage(stage, event)` is told 'start', 'done' or 'resumed'."""
+    out = Path(out_dir).absolute()
+    settings = DemoSettings.quick() if quick else DemoSettings.full()
+    out.mkdir(parents=True, exist_ok=True)
+    _check_settings(out, settings)
+    result = DemoResult(out_dir=out, settings=settings)
+    for stage in STAGES:
+        marker = _marker(out, stage)
+        if marker.is_file():
+            result.stages[stage] = json.loads(marker.read_text(encoding="utf-8"))
+            result.resumed.append(stage)
+            if on_stage:
+                on_stage(stage, "resumed")
+            continue
+        if on_stage:
+            on_stage(stage, "start")
+        start = time.perf_counter()
+        info = STAGE_FUNCTIONS[stage](out, settings, result.stages, progress)
+        result.seconds[stage] = time.perf_counter() - start
+        info["seconds"] = result.seconds[stage]
+        atomic_write_json(marker, info)
+        result.stages[stage] = info
+        if on_stage:
+            on_stage(stage, "done")
+    return result

@@ -1,0 +1,181 @@
+"""Versioned quantization configs that validate themselves; one dataclass per kind of quantization.
+
+Each config is written (with the calibration provenance) beside the artifact it produced, in
+`<artifact>.quant.json`, and read back with `config_from_dict`, which refuses unknown versions and keys.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Any
+
+from rali_edge.errors import ConfigError
+
+CONFIG_VERSION = 1
+SUPPORTED_CONFIG_VERSIONS = (1,)
+
+PROFILES = ("cpu", "tensorrt")
+METHODS = ("minmax", "entropy", "percentile")
+QUANTIZERS = ("ort", "modelopt")
+COREML_MODES = ("linear_symmetric", "linear")
+COREML_GRANULARITIES = ("per_channel", "per_tensor")
+# Op types ORT is asked to quantize by default: the GEMM-like ops that carry the compute. Everything
+# else (Add, Mul, Sigmoid, Softmax, LayerNorm...) stays float, which avoids Q/DQ churn between them.
+DEFAULT_INT8_OPS = ("Conv", "MatMul", "Gemm")
+
+
+def _choice(value: Any, allowed: tuple[str, ...], name: str) -> None:
+    if value not in allowed:
+        raise ConfigError(f"{name}={value!r} is not one of {list(allowed)}")
+
+
+def _version(version: Any) -> None:
+    if version not in SUPPORTED_CONFIG_VERSIONS:
+        raise ConfigError(f"quantization config version {version!r} is not supported "
+                          f"(supported: {list(SUPPORTED_CONFIG_VERSIONS)})")
+
+
+@dataclass(frozen=True)
+class OnnxInt8Config:
+    """ONNX Runtime static INT8 (QDQ, per-channel s8 weights).
+
+    profile "cpu": u8 asymmetric activations (fastest on AVX512-VNNI); "tensorrt": symmetric s8
+    activations and weights (TensorRT's explicit quantization).
+    """
+
+    profile: str = "cpu"
+    method: str = "minmax"
+    percentile: float = 99.999
+    per_channel: bool = True
+    keep_head_float: bool = True
+    exclude_layernorm: bool = True
+    exclude_softmax: bool = True
+    exclude_gelu: bool = True
+    op_types: tuple[str, ...] = DEFAULT_INT8_OPS
+    quantize_attention_matmuls: bool = True   # activation x activation MatMuls (q@k, attn@v)
+    # Op types whose outputs stay float: DQ -> MatMul -> float runs as one MatMulIntegerToFloat kernel,
+    # and the attention Softmax then runs in float instead of ORT's slow QLinearSoftmax.
+    float_output_ops: tuple[str, ...] = ("MatMul", "Gemm")
+    extra_float_nodes: tuple[str, ...] = ()   # node names kept float on top of the patterns (budget search)
+    preprocess: bool = True                   # quant_pre_process with skip_symbolic_shape=True
+    calibration_batch: int = 8
+    version: int = CONFIG_VERSION
+
+    def __post_init__(self) -> None:
+        _version(self.version)
+        _choice(self.profile, PROFILES, "profile")
+        _choice(self.method, METHODS, "method")
+        if not 90.0 <= self.percentile <= 100.0:
+            raise ConfigError(f"percentile={self.percentile} must be in [90, 100]")
+        if not self.op_types:
+            raise ConfigError("op_types must name at least one op type to quantize")
+        if self.calibration_batch < 1:
+            raise ConfigError(f"calibration_batch={self.calibration_batch} must be >= 1")
+        object.__setattr__(self, "op_types", tuple(self.op_types))
+        object.__setattr__(self, "extra_float_nodes", tuple(self.extra_float_nodes))
+        object.__setattr__(self, "float_output_ops", tuple(self.float_output_ops))
+
+
+@dataclass(frozen=True)
+class TensorRTInt8Config:
+    """Q/DQ ONNX for TensorRT's explicit quantization: ORT's `tensorrt` profile or NVIDIA ModelOpt."""
+
+    quantizer: str = "ort"
+    method: str = "entropy"
+    keep_head_float: bool = True
+    calibration_batch: int = 8
+    version: int = CONFIG_VERSION
+
+    def __post_init__(self) -> None:
+        _version(self.version)
+        _choice(self.quantizer, QUANTIZERS, "quantizer")
+        _choice(self.method, METHODS, "method")
+        if self.calibration_batch < 1:
+            raise ConfigError(f"calibration_batch={self.calibration_batch} must be >= 1")
+
+
+@dataclass(frozen=True)
+class OnnxFp16Config:
+    """ONNX FP16 with float32 inputs/outputs; LayerNorm and Softmax optionally kept in FP32."""
+
+    keep_io_types: bool = True
+    keep_layernorm_fp32: bool = True
+    keep_softmax_fp32: bool = True
+    version: int = CONFIG_VERSION
+
+    def __post_init__(self) -> None:
+        _version(self.version)
+
+
+@dataclass(frozen=True)
+class CoreMLWeightsConfig:
+    """Core ML INT8 weights (coremltools linear_quantize_weights); compute stays FP16."""
+
+    nbits: int = 8
+    mode: str = "linear_symmetric"
+    granularity: str = "per_channel"
+    weight_threshold: int = 2048   # weights with fewer elements stay FP16 (coremltools' own default)
+    version: int = CONFIG_VERSION
+
+    def __post_init__(self) -> None:
+        _version(self.version)
+        if self.nbits != 8:
+            raise ConfigError(f"nbits={self.nbits}: only 8-bit weights are supported")
+        _choice(self.mode, COREML_MODES, "mode")
+        _choice(self.granularity, COREML_GRANULARITIES, "granularity")
+        if self.weight_threshold < 0:
+            raise ConfigError(f"weight_threshold={self.weight_threshold} must be >= 0")
+
+
+@dataclass(frozen=True)
+class CoreMLW8A8Config:
+    """Core ML INT8 weights and activations; activation calibration runs `predict`, i.e. macOS only."""
+
+    weights: CoreMLWeightsConfig = CoreMLWeightsConfig()
+    version: int = CONFIG_VERSION
+
+    def __post_init__(self) -> None:
+        _version(self.version)
+
+
+QuantConfig = OnnxInt8Config | TensorRTInt8Config | OnnxFp16Config | CoreMLWeightsConfig | CoreMLW8A8Config
+
+CONFIG_TYPES: dict[str, type] = {
+    "onnx_int8": OnnxInt8Config,
+    "tensorrt_int8": TensorRTInt8Config,
+    "onnx_fp16": OnnxFp16Config,
+    "coreml_weights": CoreMLWeightsConfig,
+    "coreml_w8a8": CoreMLW8A8Config,
+}
+_KIND_OF = {cls: kind for kind, cls in CONFIG_TYPES.items()}
+
+
+def config_to_dict(config: QuantConfig) -> dict[str, Any]:
+    kind = _KIND_OF.get(type(config))
+    if kind is None:
+        raise ConfigError(f"not a quantization config: {type(config).__name__}")
+    return {"kind": kind, **dataclasses.asdict(config)}
+
+
+def config_from_dict(d: dict[str, Any]) -> QuantConfig:
+    """Rebuild a config from `config_to_dict` output; unknown kinds, keys or versions raise ConfigError."""
+    if not isinstance(d, dict) or "kind" not in d:
+        raise ConfigError("quantization config must be an object with a 'kind' key")
+    cls = CONFIG_TYPES.get(d["kind"])
+    if cls is None:
+        raise ConfigError(f"unknown quantization kind {d['kind']!r} (known: {sorted(CONFIG_TYPES)})")
+    fields = {f.name for f in dataclasses.fields(cls)}
+    body = {k: v for k, v in d.items() if k != "kind"}
+    unknown = set(body) - fields
+    if unknown:
+        raise ConfigError(f"{d['kind']} config: unknown keys {sorted(unknown)}")
+    if cls is CoreMLW8A8Config and isinstance(body.get("weights"), dict):
+        body["weights"] = CoreMLWeightsConfig(**body["weights"])
+    for key in ("op_types", "extra_float_nodes", "float_output_ops"):
+        if isinstance(body.get(key), list):
+            body[key] = tuple(body[key])
+    try:
+        return cls(**body)
+    except TypeError as exc:
+        raise ConfigError(f"{d['kind']} config: {exc}") from exc

@@ -1,0 +1,201 @@
+"""ONNX Runtime static INT8 quantization (QDQ, per-channel s8 weights) of an exported scorer.
+
+Steps: optional pre-processing (ORT's `quant_pre_process` with `skip_symbolic_shape=True`, because
+symbolic shape inference fails on exported transformer graphs; the model must be a single file), then
+the float plan (patterns.py: head, LayerNorm, Softmax, GELU stay float), then `quantize_static` fed
+by the calibration set. Profiles: "cpu" = u8 activations (asymmetric) + s8 symmetric per-channel
+weights; "tensorrt" = s8 symmetric activations and weights.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from rali_edge._atomic import atomic_path
+from rali_edge.errors import ConfigError, ExportError
+from rali_edge.quantize.config import OnnxInt8Config, TensorRTInt8Config
+from rali_edge.quantize.patterns import FloatPlan, find_float_nodes
+
+if TYPE_CHECKING:
+    from rali_edge.calibration.sets import CalibrationSet
+
+_ONNX_FLOAT = 1
+_ONNX_UINT8 = 2
+
+
+def _method(name: str):
+    from onnxruntime.quantization import CalibrationMethod
+
+    return {"minmax": CalibrationMethod.MinMax, "entropy": CalibrationMethod.Entropy,
+            "percentile": CalibrationMethod.Percentile}[name]
+
+
+def _profile_types(profile: str):
+    from onnxruntime.quantization import QuantType
+
+    # (activation type, weight type, activations symmetric)
+    return {"cpu": (QuantType.QUInt8, QuantType.QInt8, False),
+            "tensorrt": (QuantType.QInt8, QuantType.QInt8, True)}[profile]
+
+
+def model_input(model) -> tuple[str, int, int | None]:
+    """(name, ONNX element type, fixed batch or None) of the model's single image input."""
+    inits = {t.name for t in model.graph.initializer}
+    inputs = [i for i in model.graph.input if i.name not in inits]
+    if len(inputs) != 1:
+        raise ConfigError(f"expected one image input, found {[i.name for i in inputs]}")
+    t = inputs[0].type.tensor_type
+    dim0 = t.shape.dim[0] if t.shape.dim else None
+    batch = dim0.dim_value if dim0 is not None and dim0.HasField("dim_value") else None
+    return inputs[0].name, t.elem_type, batch
+
+
+def feed_batches(calibration: CalibrationSet, elem_type: int, batch: int, fixed: bool) -> list[np.ndarray]:
+    """Calibration pixels in the model's input type (uint8 as is, float normalised), cut in batches."""
+    pixels = calibration.pixels
+    if elem_type == _ONNX_FLOAT:
+        if not calibration.provenance.get("preprocess"):
+            raise ConfigError("the model takes normalised float input but the calibration set has no preprocess")
+        mean = np.asarray(calibration.provenance["preprocess"]["mean"], np.float32).reshape(1, 3, 1, 1)
+        std = np.asarray(calibration.provenance["preprocess"]["std"], np.float32).reshape(1, 3, 1, 1)
+        pixels = ((pixels.astype(np.float32) / 255.0) - mean) / std
+    elif elem_type != _ONNX_UINT8:
+        raise ConfigError(f"unsupported image input element type {elem_type} (uint8 or float32 expected)")
+    chunks = [pixels[i:i + batch] for i in range(0, len(pixels), batch)]
+    if fixed:
+        chunks = [c for c in chunks if len(c) == batch]
+        if not chunks:
+            raise ConfigError(f"the model has a fixed batch of {batch} but only {len(pixels)} calibration images")
+    return chunks
+
+
+class _Reader:
+    """onnxruntime.quantization.CalibrationDataReader over prepared batches, with a progress bar."""
+
+    def __init__(self, name: str, batches: list[np.ndarray]):
+        from tqdm.auto import tqdm
+
+        self._it = iter(batches)
+        self._name = name
+        self._bar = tqdm(total=len(batches), desc="calibrating", unit="batch", leave=False)
+
+    def get_next(self):
+        batch = next(self._it, None)
+        if batch is None:
+            self._bar.close()
+            return None
+        self._bar.update(1)
+        return {self._name: batch}
+
+    def rewind(self) -> None:  # ORT >= 1.17 may call this; one pass is all we need
+        return None
+
+
+def preprocess_model(source: Path, out: Path) -> Path:
+    """ORT quantization pre-processing without symbolic shape inference (REFERENCE 7)."""
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    try:
+        quant_pre_process(str(source), str(out), skip_symbolic_shape=True)
+    except Exception as exc:  # noqa: BLE001 - ORT raises bare Exceptions; re-raised with context
+        raise ExportError(f"{source}: quant_pre_process failed ({type(exc).__name__}: {exc}); "
+                          "set preprocess=False to quantize the exported graph as is") from exc
+    return out
+
+
+def plan_for(model, config: OnnxInt8Config) -> FloatPlan:
+    plan = find_float_nodes(model, keep_head=config.keep_head_float, keep_layernorm=config.exclude_layernorm,
+                            keep_softmax=config.exclude_softmax, keep_gelu=config.exclude_gelu)
+    names = {n.name for n in model.graph.node}
+    missing = [n for n in config.extra_float_nodes if n not in names]
+    if missing:
+        raise ConfigError(f"extra_float_nodes not in the graph: {missing[:5]}")
+    return FloatPlan(plan.head, plan.layernorm, plan.softmax, plan.gelu, config.extra_float_nodes)
+
+
+def quantize_onnx_int8(config: OnnxInt8Config, source: Path, out: Path, calibration: CalibrationSet) -> dict:
+    """Write the INT8 QDQ model to `out` (atomically); returns what was kept float and how."""
+    import onnx
+    from onnxruntime.quantization import QuantFormat, quantize_static
+
+    act_type, weight_type, act_sym = _profile_types(config.profile)
+    with tempfile.TemporaryDirectory(prefix="rali-q-") as tmp:
+        model_path = Path(source)
+        if config.preprocess:
+            model_path = preprocess_model(model_path, Path(tmp) / "pre.onnx")
+        model = onnx.load(str(model_path))
+        plan = plan_for(model, config)  # names unnamed nodes in place
+        named = Path(tmp) / "named.onnx"
+        onnx.save(model, str(named))
+        name, elem_type, fixed_batch = model_input(model)
+        batches = feed_batches(calibration, elem_type, fixed_batch or config.calibration_batch, bool(fixed_batch))
+        extra = {
+            "ActivationSymmetric": act_sym,
+            "WeightSymmetric": True,
+            "MatMulConstBOnly": not config.quantize_attention_matmuls,
+            "CalibPercentile": config.percentile,
+            "OpTypesToExcludeOutputQuantization": list(config.float_output_ops),
+            # Keep histograms small: entropy/percentile calibration otherwise holds every activation.
+            "CalibMaxIntermediateOutputs": 4,
+        }
+        with atomic_path(out) as tmp_out:
+            try:
+                quantize_static(
+                    str(named), str(tmp_out), _Reader(name, batches), quant_format=QuantFormat.QDQ,
+                    op_types_to_quantize=list(config.op_types), per_channel=config.per_channel,
+                    reduce_range=False, activation_type=act_type, weight_type=weight_type,
+                    nodes_to_exclude=plan.all(), calibrate_method=_method(config.method), extra_options=extra,
+                )
+            except Exception as exc:  # noqa: BLE001 - ORT raises bare Exceptions; re-raised with context
+                raise ExportError(f"{source}: INT8 quantization failed ({type(exc).__name__}: {exc})") from exc
+    return {"float_nodes": plan.summary(), "float_node_names": plan.all(), "calibration_batches": len(batches),
+            "preprocessed": config.preprocess, "activation_type": str(act_type), "weight_type": str(weight_type)}
+
+
+def quantize_for_tensorrt(config: TensorRTInt8Config, source: Path, out: Path,
+                          calibration: CalibrationSet) -> tuple[dict, list[str]]:
+    """Q/DQ ONNX for TensorRT's explicit quantization (the engine is built by export/tensorrt.py).
+
+    quantizer "ort": the `tensorrt` profile above (symmetric s8 activations and weights, head and
+    LayerNorm/Softmax/GELU float). quantizer "modelopt": NVIDIA ModelOpt's ONNX quantizer, which
+    places Q/DQ the way TensorRT fuses them; it must be installed (`pip install nvidia-modelopt[onnx]`).
+    """
+    if config.quantizer == "modelopt":
+        return _modelopt(config, source, out, calibration)
+    ort_config = OnnxInt8Config(profile="tensorrt", method=config.method, keep_head_float=config.keep_head_float,
+                                calibration_batch=config.calibration_batch,
+                                # TensorRT fuses Q/DQ around GEMMs itself; float outputs are the norm there.
+                                float_output_ops=("MatMul", "Gemm"))
+    return quantize_onnx_int8(ort_config, source, out, calibration), []
+
+
+def _modelopt(config: TensorRTInt8Config, source: Path, out: Path, calibration: CalibrationSet) -> tuple[dict, list[str]]:
+    import importlib.util
+
+    import onnx
+
+    if importlib.util.find_spec("modelopt") is None:
+        raise ConfigError("quantizer='modelopt' needs NVIDIA ModelOpt (pip install 'nvidia-modelopt[onnx]'), "
+                          "which is not installed here; use quantizer='ort'")
+    from modelopt.onnx.quantization import quantize as modelopt_quantize
+
+    methods = {"minmax": "max", "entropy": "entropy"}
+    if config.method not in methods:
+        raise ConfigError(f"ModelOpt has no {config.method!r} calibration; use one of {sorted(methods)}")
+    model = onnx.load(str(source))
+    name, elem_type, fixed = model_input(model)
+    pixels = np.concatenate(feed_batches(calibration, elem_type, fixed or len(calibration), bool(fixed)))
+    plan = find_float_nodes(model, keep_head=config.keep_head_float)
+    with tempfile.TemporaryDirectory(prefix="rali-mo-") as tmp:
+        named = Path(tmp) / "named.onnx"
+        onnx.save(model, str(named))
+        with atomic_path(out) as tmp_out:
+            modelopt_quantize(str(named), quantize_mode="int8", calibration_data={name: pixels},
+                              calibration_method=methods[config.method],
+                              nodes_to_exclude=list(plan.head), output_path=str(tmp_out))
+    return {"quantizer": "modelopt", "float_nodes": plan.summary()}, [
+        "ModelOpt keeps its own exclusions (LayerNorm, GELU, attention core) and leaves the rest in FP16 by default"]

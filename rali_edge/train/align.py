@@ -1,0 +1,309 @@
+"""Contrastive alignment (paper section 4): train the image tower against frozen reasoning-text embeddings.
+
+Loss: symmetric InfoNCE (CLIP's) between L2-normalised image embeddings and the frozen, cached,
+L2-normalised text embeddings of each image's reasoning text, with a FIXED temperature
+(`temperature`, default 0.01 = 1 / 100, the logit scale pretrained CLIP models end at and are clamped
+to; the backbone's own logit_scale is not trained). Teacher texts repeat across images (template texts
+always do), so targets are multi-positive: image i and text j are a positive pair when text j is the
+same string as image i's text; each row of targets is normalised to sum to 1.
+
+Seed augmentation: an image with several triplets (different sampling seeds) contributes one of its
+texts per step, drawn from `numpy.random.default_rng([seed, epoch, step_in_epoch])`; the image order
+of each epoch is `torch.randperm` seeded with (seed, epoch). Everything a step does is a function
+of (seed, step), so resuming from a checkpoint gives the same weights as an uninterrupted run.
+
+Optimiser: AdamW, lr 1e-5 (paper), linear warm-up over `warmup_fraction` of the steps, then cosine or
+linear decay to `min_lr_ratio * lr`. `batch_size` is per process and micro-step; an optimiser step
+sees `batch_size * grad_accum * processes` images; negatives are the images of one micro-batch.
+Mixed precision: bf16 autocast on CUDA ("auto" or "bf16"), float32 on the CPU. Multi-GPU: run the
+command under `accelerate launch`; the loop uses accelerate's `Accelerator` (DDP, autocast), which
+is a plain single-process loop on the CPU.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import hashlib
+import json
+import math
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from tqdm.auto import tqdm
+
+from rali_edge._atomic import atomic_path
+from rali_edge.errors import ConfigError, DataError
+from rali_edge.train.checkpoint import list_checkpoints, load_checkpoint, prune_checkpoints, save_checkpoint
+
+SCHEDULES = {
+    "cosine": lambda p, floor: floor + (1.0 - floor) * 0.5 * (1.0 + math.cos(math.pi * p)),
+    "linear": lambda p, floor: 1.0 - (1.0 - floor) * p,
+    "constant": lambda p, floor: 1.0,
+}
+MIXED_PRECISION = {"auto": None, "no": "no", "bf16": "bf16"}
+# Fields that may change between a run and its resumption without changing the trajectory.
+RESUME_FREE = frozenset({"checkpoint_every", "keep_checkpoints", "cache_pixels", "text_batch_size"})
+
+
+@dataclass(frozen=True)
+class AlignConfig:
+    """Options of the align stage; `[align]` in the training TOML."""
+
+    lr: float = 1e-5
+    weight_decay: float = 0.05
+    beta1: float = 0.9
+    beta2: float = 0.98
+    eps: float = 1e-6
+    epochs: int = 1
+    max_steps: int = 0  # optimiser steps; 0 = epochs * steps per epoch
+    batch_size: int = 32  # per process and micro-step
+    grad_accum: int = 1
+    warmup_fraction: float = 0.05
+    schedule: str = "cosine"  # cosine | linear | constant
+    min_lr_ratio: float = 0.0
+    temperature: float = 0.01
+    max_grad_norm: float = 1.0  # 0 = no clipping
+    mixed_precision: str = "auto"  # auto (bf16 on CUDA, fp32 on CPU) | no | bf16
+    checkpoint_every: int = 500
+    keep_checkpoints: int = 2
+    cache_pixels: bool = True  # decode all images once and keep them in memory
+    text_batch_size: int = 256
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.schedule not in SCHEDULES:
+            raise ConfigError(f"align.schedule {self.schedule!r} is not one of {sorted(SCHEDULES)}")
+        if self.mixed_precision not in MIXED_PRECISION:
+            raise ConfigError(f"align.mixed_precision {self.mixed_precision!r} is not one of {sorted(MIXED_PRECISION)}")
+        positive = ("lr", "temperature", "eps")
+        for name in positive:
+            if not getattr(self, name) > 0:
+                raise ConfigError(f"align.{name} must be positive, got {getattr(self, name)}")
+        for name in ("epochs", "batch_size", "grad_accum", "checkpoint_every", "text_batch_size"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"align.{name} must be >= 1, got {getattr(self, name)}")
+        if self.batch_size < 2:
+            raise ConfigError("align.batch_size must be >= 2: a contrastive batch needs negatives")
+        if not 0.0 <= self.warmup_fraction < 1.0 or not 0.0 <= self.min_lr_ratio <= 1.0:
+            raise ConfigError("align.warmup_fraction must be in [0, 1) and align.min_lr_ratio in [0, 1]")
+        if self.max_steps < 0 or self.max_grad_norm < 0 or self.keep_checkpoints < 1:
+            raise ConfigError("align.max_steps and max_grad_norm must be >= 0, keep_checkpoints >= 1")
+
+
+@dataclass
+class AlignResult:
+    encoder_path: Path  # safetensors of the aligned image encoder's state dict
+    steps: int
+    total_steps: int
+    last_loss: float | None
+    halted: bool  # stopped early by `halt_after` (a simulated kill), not finished
+
+
+@dataclass(frozen=True)
+class AlignData:
+    """Unique images, their candidate texts (indices into `texts`), and the unique texts."""
+
+    images: list[str]
+    text_ids: list[list[int]]
+    texts: list[str]
+
+    @classmethod
+    def from_triplets(cls, triplets) -> AlignData:
+        if not triplets:
+            raise DataError("alignment needs at least one triplet")
+        text_index: dict[str, int] = {}
+        per_image: dict[str, list[int]] = {}
+        for t in triplets:
+            tid = text_index.setdefault(t.text, len(text_index))
+            ids = per_image.setdefault(t.image, [])
+            if tid not in ids:
+                ids.append(tid)
+        images = list(per_image)
+        return cls(images=images, text_ids=[per_image[i] for i in images], texts=list(text_index))
+
+    def key(self) -> str:
+        return hashlib.sha256(json.dumps([self.images, self.text_ids, self.texts]).encode()).hexdigest()
+
+
+def lr_at(step: int, total: int, config: AlignConfig) -> float:
+    warm = int(round(config.warmup_fraction * total))
+    if step < warm:
+        return config.lr * (step + 1) / warm
+    progress = (step - warm) / max(1, total - warm)
+    return config.lr * SCHEDULES[config.schedule](min(progress, 1.0), config.min_lr_ratio)
+
+
+def contrastive_loss(img_emb: torch.Tensor, txt_emb: torch.Tensor, text_ids: torch.Tensor, temperature: float):
+    """Symmetric multi-positive InfoNCE; `txt_emb` is already L2-normalised."""
+    logits = F.normalize(img_emb.float(), dim=-1) @ txt_emb.float().T / temperature
+    same = (text_ids[:, None] == text_ids[None, :]).float()
+    targets = same / same.sum(dim=1, keepdim=True)
+    loss_img = -(targets * logits.log_softmax(dim=1)).sum(dim=1).mean()
+    loss_txt = -(targets * logits.T.log_softmax(dim=1)).sum(dim=1).mean()
+    return 0.5 * (loss_img + loss_txt)
+
+
+def _accelerator(config: AlignConfig):
+    from accelerate import Accelerator
+
+    cuda = torch.cuda.is_available()
+    mp = MIXED_PRECISION[config.mixed_precision] or ("bf16" if cuda else "no")
+    if mp == "bf16" and not cuda:
+        raise ConfigError("align.mixed_precision = 'bf16' needs a CUDA GPU; use 'auto' or 'no' on the CPU")
+    return Accelerator(mixed_precision=mp, cpu=not cuda)
+
+
+class _Plan:
+    """Which images and texts each optimiser step uses: a pure function of (seed, step)."""
+
+    def __init__(self, data: AlignData, config: AlignConfig, world: int):
+        self.data, self.config, self.world = data, config, world
+        self.per_step = config.batch_size * config.grad_accum * world
+        self.steps_per_epoch = len(data.images) // self.per_step
+        if self.steps_per_epoch == 0:
+            raise ConfigError(
+                f"alignment has {len(data.images)} images but one optimiser step needs {self.per_step} "
+                "(batch_size x grad_accum x processes); lower align.batch_size or align.grad_accum"
+            )
+        self.total = config.max_steps or config.epochs * self.steps_per_epoch
+        self._perm: tuple[int, torch.Tensor] | None = None
+
+    def step(self, g: int) -> tuple[np.ndarray, np.ndarray]:
+        """(image indices, text ids) of optimiser step g, for all processes and micro-steps."""
+        epoch, within = divmod(g, self.steps_per_epoch)
+        if self._perm is None or self._perm[0] != epoch:
+            gen = torch.Generator().manual_seed(self.config.seed * 1_000_003 + epoch)
+            self._perm = (epoch, torch.randperm(len(self.data.images), generator=gen))
+        images = self._perm[1][within * self.per_step : (within + 1) * self.per_step].numpy()
+        rng = np.random.default_rng([self.config.seed, epoch, within])
+        texts = np.array([self.data.text_ids[i][rng.integers(len(self.data.text_ids[i]))] for i in images])
+        return images, texts
+
+    def micro(self, arr: np.ndarray, micro: int, rank: int) -> np.ndarray:
+        start = (micro * self.world + rank) * self.config.batch_size
+        return arr[start : start + self.config.batch_size]
+
+
+def _check_resume(meta: dict, config: AlignConfig, data_key: str, path: Path) -> None:
+    saved = {k: v for k, v in meta.get("config", {}).items() if k not in RESUME_FREE}
+    now = {k: v for k, v in dataclasses.asdict(config).items() if k not in RESUME_FREE}
+    diff = sorted(k for k in set(saved) | set(now) if saved.get(k) != now.get(k))
+    if diff or meta.get("data_key") != data_key:
+        what = f"config fields {diff}" if diff else "the triplets / images"
+        raise ConfigError(f"{path}: this checkpoint was made with different {what}; resume with the same "
+                          "settings or use a fresh output folder")
+
+
+def _trim_log(log: Path, last_step: int) -> None:
+    """Drop log lines after the resumed step, so the log reads like an uninterrupted run."""
+    if not log.is_file():
+        return
+    keep = [ln for ln in log.read_text(encoding="utf-8").splitlines() if ln.strip()
+            and json.loads(ln)["step"] <= last_step]
+    log.write_text("".join(ln + "\n" for ln in keep), encoding="utf-8")
+
+
+def align(backbone, triplets, image_root: str | os.PathLike[str], config: AlignConfig,
+          out_dir: str | os.PathLike[str], progress: bool = True, halt_after: int | None = None) -> AlignResult:
+    """Train `backbone.image_encoder()` in place; checkpoints, log and final weights go to out_dir.
+
+    Resumes from the newest checkpoint in `out_dir/checkpoints`. `halt_after` stops after that many
+    optimiser steps in total, leaving a checkpoint as a kill would (used to test resumption).
+    """
+    from rali_edge.train.embeddings import PixelSource
+    from rali_edge.train.text_cache import text_embeddings
+
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    data = AlignData.from_triplets(triplets)
+    acc = _accelerator(config)
+    plan = _Plan(data, config, acc.num_processes)
+    backbone.to(acc.device)
+    txt = text_embeddings(backbone, data.texts, out_dir / "text_embeddings.safetensors", config.text_batch_size,
+                          progress and acc.is_main_process, write=acc.is_main_process).to(acc.device)
+    preprocess = backbone.default_preprocess()
+    pixels = PixelSource([Path(image_root) / i for i in data.images], preprocess, cache=config.cache_pixels,
+                         progress=progress and acc.is_main_process)
+
+    backbone.requires_grad_(False)
+    encoder = backbone.image_encoder()
+    encoder.requires_grad_(True)
+    encoder.train()
+    opt = torch.optim.AdamW([p for p in encoder.parameters() if p.requires_grad], lr=config.lr,
+                            betas=(config.beta1, config.beta2), eps=config.eps, weight_decay=config.weight_decay)
+    ckpt_root = out_dir / "checkpoints"
+    start = 0
+    found = list_checkpoints(ckpt_root)
+    if found:
+        ckpt = load_checkpoint(found[-1])
+        _check_resume(ckpt.meta, config, data.key(), ckpt.path)
+        encoder.load_state_dict(ckpt.model_state)
+        opt.load_state_dict(ckpt.optimizer_state)
+        start = ckpt.step
+    log = out_dir / "log.jsonl"
+    if acc.is_main_process:
+        _trim_log(log, start)
+    model, opt = acc.prepare(encoder, opt)
+    meta = {"config": dataclasses.asdict(config), "data_key": data.key(), "total_steps": plan.total}
+
+    def checkpoint(step: int) -> None:
+        if acc.is_main_process:
+            save_checkpoint(ckpt_root, step, acc.unwrap_model(model).state_dict(), opt.optimizer.state_dict(), meta)
+            prune_checkpoints(ckpt_root, config.keep_checkpoints)
+        acc.wait_for_everyone()
+
+    stop = plan.total if halt_after is None else min(plan.total, halt_after)
+    last_loss = None
+    bar = tqdm(range(start, stop), desc="align", unit="step", initial=start, total=plan.total,
+               disable=not (progress and acc.is_main_process))
+    for g in bar:
+        last_loss = _train_step(acc, model, opt, plan, pixels, txt, g, config)
+        if acc.is_main_process:
+            with open(log, "a", encoding="utf-8") as f:
+                f.write(json.dumps({"step": g + 1, "epoch": g // plan.steps_per_epoch, "loss": last_loss,
+                                    "lr": opt.param_groups[0]["lr"]}) + "\n")
+        bar.set_postfix(loss=f"{last_loss:.4f}")
+        if (g + 1) % config.checkpoint_every == 0 and g + 1 < stop:
+            checkpoint(g + 1)
+    if stop > start:
+        checkpoint(stop)
+    final = out_dir / "encoder.safetensors"
+    if stop == plan.total and acc.is_main_process:
+        from safetensors.torch import save_file
+
+        state = {k: v.detach().cpu().contiguous() for k, v in acc.unwrap_model(model).state_dict().items()}
+        with atomic_path(final) as tmp:
+            save_file(state, str(tmp))
+    acc.wait_for_everyone()
+    backbone.requires_grad_(False)
+    backbone.eval()
+    return AlignResult(encoder_path=final, steps=stop, total_steps=plan.total, last_loss=last_loss,
+                       halted=stop < plan.total)
+
+
+def _train_step(acc, model, opt, plan: _Plan, pixels, txt: torch.Tensor, g: int, config: AlignConfig) -> float:
+    torch.manual_seed(config.seed * 1_000_003 + g)  # any dropout draws the same numbers after a resume
+    lr = lr_at(g, plan.total, config)
+    for group in opt.param_groups:
+        group["lr"] = lr
+    images, text_ids = plan.step(g)
+    total = torch.zeros((), device=acc.device)
+    for m in range(config.grad_accum):
+        idx = plan.micro(images, m, acc.process_index)
+        tid = torch.as_tensor(plan.micro(text_ids, m, acc.process_index), device=acc.device)
+        sync = m == config.grad_accum - 1
+        with (contextlib.nullcontext() if sync else acc.no_sync(model)), acc.autocast():
+            emb = model(pixels.normalized(idx, acc.device))
+            loss = contrastive_loss(emb, txt[tid], tid, config.temperature) / config.grad_accum
+        acc.backward(loss)
+        total += loss.detach()
+    if config.max_grad_norm > 0:
+        acc.clip_grad_norm_(model.parameters(), config.max_grad_norm)
+    opt.step()
+    opt.zero_grad(set_to_none=True)
+    return float(acc.reduce(total, reduction="mean"))

@@ -1,0 +1,167 @@
+"""The training config: one TOML file with a section per stage, each a frozen dataclass.
+
+    [data]      train_meta, image_root, triplets (paths relative to the TOML file's folder)
+    [backbone]  source = "pretrained" | "tiny", library, name, pretrained, image_size
+    [align]     rali_edge.train.align.AlignConfig
+    [compress]  rali_edge.train.compress.CompressConfig
+    [fit]       rali_edge.train.fit.FitConfig
+
+Every field can also be set on the command line as `--set section.field=value` (value parsed as
+TOML, so `--set align.lr=2e-5`, `--set data.train_meta=["a.json"]`). Unknown sections or fields
+and values of the wrong type are ConfigErrors naming the file and key; nothing is ignored.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import tomllib
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from rali_edge.errors import ConfigError
+from rali_edge.train.align import AlignConfig
+from rali_edge.train.compress import CompressConfig
+from rali_edge.train.fit import FitConfig
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    train_meta: tuple[str, ...] = ()  # Data-DeQA-Score meta JSON files with gt_score_norm
+    image_root: str = ""
+    triplets: str = ""  # the teacher's triplets JSONL (image, gt_score_norm, seed, text, ...)
+
+
+BACKBONE_SOURCES = ("pretrained", "tiny")
+
+
+@dataclass(frozen=True)
+class BackboneSpec:
+    source: str = "pretrained"  # "pretrained": hub name / local path; "tiny": random-weight test model
+    library: str = "hf"  # "hf" (transformers CLIPModel) or "open_clip"
+    name: str = "openai/clip-vit-large-patch14-336"
+    pretrained: str = ""  # open_clip pretrained tag; "" for none
+    image_size: int = 32  # tiny models only
+
+    def __post_init__(self) -> None:
+        if self.source not in BACKBONE_SOURCES:
+            raise ConfigError(f"backbone.source {self.source!r} is not one of {list(BACKBONE_SOURCES)}")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    data: DataConfig = field(default_factory=DataConfig)
+    backbone: BackboneSpec = field(default_factory=BackboneSpec)
+    align: AlignConfig = field(default_factory=AlignConfig)
+    compress: CompressConfig = field(default_factory=CompressConfig)
+    fit: FitConfig = field(default_factory=FitConfig)
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+SECTIONS: dict[str, type] = {
+    "data": DataConfig,
+    "backbone": BackboneSpec,
+    "align": AlignConfig,
+    "compress": CompressConfig,
+    "fit": FitConfig,
+}
+
+
+def _check_value(value: Any, tp: Any, where: str) -> Any:
+    """Value of a TOML key checked against the dataclass field type (int, float, bool, str, tuple[str, ...])."""
+    if tp is bool:
+        ok = isinstance(value, bool)
+    elif tp is int:
+        ok = isinstance(value, int) and not isinstance(value, bool)
+    elif tp is float:
+        ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+        value = float(value) if ok else value
+    elif tp is str:
+        ok = isinstance(value, str)
+    elif typing.get_origin(tp) is tuple:
+        ok = isinstance(value, list) and all(isinstance(v, str) for v in value)
+        value = tuple(value) if ok else value
+    else:
+        raise ConfigError(f"{where}: field type {tp!r} is not supported in TOML configs")
+    if not ok:
+        raise ConfigError(f"{where}: expected {getattr(tp, '__name__', tp)}, got {type(value).__name__} {value!r}")
+    return value
+
+
+def section_from_dict(cls: type, values: dict, where: str) -> Any:
+    """Build one section dataclass from a dict, refusing unknown keys and wrong types."""
+    if not isinstance(values, dict):
+        raise ConfigError(f"{where}: expected a table, got {type(values).__name__}")
+    hints = typing.get_type_hints(cls)
+    known = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(values) - known)
+    if unknown:
+        raise ConfigError(f"{where}: unknown keys {unknown} (known: {sorted(known)})")
+    kwargs = {k: _check_value(v, hints[k], f"{where}.{k}") for k, v in values.items()}
+    try:
+        return cls(**kwargs)
+    except ConfigError as e:
+        raise ConfigError(f"{where}: {e}") from e
+
+
+def _apply_override(tables: dict, item: str) -> None:
+    key, sep, raw = item.partition("=")
+    section, dot, name = key.strip().partition(".")
+    if not sep or not dot or not name:
+        raise ConfigError(f"--set {item!r}: expected section.field=value (e.g. align.lr=2e-5)")
+    try:
+        value = tomllib.loads(f"v = {raw.strip()}")["v"]
+    except tomllib.TOMLDecodeError:
+        value = raw.strip()  # a bare word is a string: --set backbone.library=open_clip
+    tables.setdefault(section, {})[name] = value
+
+
+def _resolve_paths(data: DataConfig, base: Path) -> DataConfig:
+    def fix(p: str) -> str:
+        return str((base / p).resolve()) if p else p
+
+    return DataConfig(train_meta=tuple(fix(p) for p in data.train_meta), image_root=fix(data.image_root),
+                      triplets=fix(data.triplets))
+
+
+def config_from_dict(tables: dict, where: str = "config", base_dir: str | os.PathLike[str] | None = None) -> TrainConfig:
+    unknown = sorted(set(tables) - set(SECTIONS))
+    if unknown:
+        raise ConfigError(f"{where}: unknown sections {unknown} (known: {sorted(SECTIONS)})")
+    parts = {name: section_from_dict(cls, tables.get(name, {}), f"{where} [{name}]") for name, cls in SECTIONS.items()}
+    if base_dir is not None:
+        parts["data"] = _resolve_paths(parts["data"], Path(base_dir))
+    return TrainConfig(**parts)
+
+
+def load_train_config(path: str | os.PathLike[str] | None, overrides: list[str] | tuple[str, ...] = ()) -> TrainConfig:
+    """Read a training TOML (or only the defaults when path is None) and apply `--set` overrides."""
+    tables: dict = {}
+    where = "command line"
+    base = Path.cwd()
+    if path is not None:
+        path = Path(path)
+        where = str(path)
+        if not path.is_file():
+            raise ConfigError(f"{path}: training config not found")
+        try:
+            tables = tomllib.loads(path.read_text(encoding="utf-8"))
+        except tomllib.TOMLDecodeError as e:
+            raise ConfigError(f"{path}: not valid TOML ({e})") from e
+        base = path.parent
+    for item in overrides:
+        _apply_override(tables, item)
+    return config_from_dict(tables, where, base_dir=base)
+
+
+def check_data(config: TrainConfig, stage: str) -> None:
+    """The data paths a stage needs are set (checked before any work starts)."""
+    need = {"align": ("triplets", "image_root"), "compress": ("train_meta", "image_root"),
+            "fit": ("train_meta", "image_root")}[stage]
+    missing = [n for n in need if not getattr(config.data, n)]
+    if missing:
+        raise ConfigError(f"stage {stage} needs [data] {', '.join(missing)} in the training config")

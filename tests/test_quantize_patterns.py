@@ -1,0 +1,100 @@
+"""The float plan is found by graph pattern on graphs from BOTH exporters, whatever the node names."""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import onnx
+import pytest
+from test_quantize_fixtures import export_onnx, make_scorer, rename_all_nodes
+
+from rali_edge.errors import ConfigError
+from rali_edge.quantize.patterns import find_float_nodes, transformer_blocks
+
+LAYERS = 2
+
+
+@pytest.fixture(scope="module")
+def graphs(tmp_path_factory):
+    """{(exporter, gelu): renamed ONNX model} for dynamo/legacy x QuickGELU/erf-GELU."""
+    tmp = tmp_path_factory.mktemp("patterns")
+    out = {}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        for quick in (True, False):
+            scorer = make_scorer(quick_gelu=quick)
+            for dynamo in (True, False):
+                path = export_onnx(scorer, tmp / f"m_{dynamo}_{quick}.onnx", dynamo=dynamo)
+                renamed = rename_all_nodes(path, tmp / f"r_{dynamo}_{quick}.onnx", seed=int(dynamo) * 2 + quick)
+                out[("dynamo" if dynamo else "legacy", "quick" if quick else "erf")] = onnx.load(str(renamed))
+    return out
+
+
+def _ops(model, names):
+    by_name = {n.name: n.op_type for n in model.graph.node}
+    return [by_name[n] for n in names]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("exporter", ["dynamo", "legacy"])
+@pytest.mark.parametrize("gelu", ["quick", "erf"])
+def test_float_plan_on_both_exporters(graphs, exporter, gelu):
+    model = graphs[(exporter, gelu)]
+    assert all(n.name.startswith("n") and len(n.name) == 13 for n in model.graph.node)  # names are random
+    plan = find_float_nodes(model)
+    assert len(plan.layernorm) == 2 * LAYERS + 2  # ln_pre, 2 per block, ln_post
+    assert len(plan.softmax) == LAYERS + 1         # attention + the head's basis softmax
+    head_ops = _ops(model, plan.head)
+    # The head: projection, PCA, L2 normalise, basis MatMul, Softmax, score MatMul; no LayerNorm inside.
+    assert "LayerNormalization" not in head_ops and "Softmax" in head_ops
+    assert head_ops.count("MatMul") + head_ops.count("Gemm") >= 3
+    producer = {o: n.name for n in model.graph.node for o in n.output}
+    assert producer["score"] in plan.head
+    gelu_ops = _ops(model, plan.gelu)
+    if gelu == "quick":
+        assert sorted(gelu_ops) == sorted(["Mul", "Sigmoid", "Mul"] * LAYERS)
+    else:
+        assert gelu_ops.count("Erf") == LAYERS and len(gelu_ops) == 5 * LAYERS  # Div, Erf, Add, Mul, Mul
+    # Nothing in the trunk's attention/MLP matmuls is kept float by the plan.
+    trunk_matmuls = [n.name for n in model.graph.node if n.op_type in ("MatMul", "Gemm") and n.name not in plan.head]
+    assert trunk_matmuls and not set(trunk_matmuls) & set(plan.all())
+
+
+@pytest.mark.slow
+def test_transformer_blocks_split_the_trunk(graphs):
+    model = graphs[("dynamo", "quick")]
+    blocks = transformer_blocks(model)
+    assert len(blocks) == LAYERS
+    assert all(blocks) and not set(blocks[0]) & set(blocks[1])
+    head = set(find_float_nodes(model).head)
+    assert not head & {n for b in blocks for n in b}
+
+
+def test_head_needs_a_layernorm_and_a_score_output():
+    from onnx import TensorProto, helper
+
+    x = helper.make_tensor_value_info("pixels", TensorProto.FLOAT, [1, 4])
+    y = helper.make_tensor_value_info("score", TensorProto.FLOAT, [1, 4])
+    model = helper.make_model(helper.make_graph([helper.make_node("Relu", ["pixels"], ["score"])], "g", [x], [y]))
+    with pytest.raises(ConfigError, match="LayerNormalization"):
+        find_float_nodes(model)
+    with pytest.raises(ConfigError, match="no output named"):
+        find_float_nodes(model, output="embedding")
+    plan = find_float_nodes(model, keep_head=False)
+    assert plan.all() == [] and model.graph.node[0].name  # unnamed nodes got names
+
+
+def test_quick_gelu_needs_the_1702_constant():
+    from onnx import TensorProto, helper, numpy_helper
+
+    def graph(alpha):
+        nodes = [helper.make_node("Mul", ["x", "a"], ["xa"]), helper.make_node("Sigmoid", ["xa"], ["s"]),
+                 helper.make_node("Mul", ["x", "s"], ["y"])]
+        init = [numpy_helper.from_array(np.asarray(alpha, np.float32), "a")]
+        g = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [2])], init)
+        return helper.make_model(g)
+
+    assert len(find_float_nodes(graph(1.702), keep_head=False).gelu) == 3
+    assert find_float_nodes(graph(1.0), keep_head=False).gelu == ()  # SiLU-like, not QuickGELU
