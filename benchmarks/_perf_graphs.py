@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import importlib.util
-import statistics
-import time
 from pathlib import Path
 
 import numpy as np
@@ -28,16 +26,6 @@ def ort_session(path: Path, threads: int):
     return ort.InferenceSession(str(path), session_options(threads), providers=["CPUExecutionProvider"])
 
 
-def _median(fn, repeats: int) -> float:
-    fn()
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times)
-
-
 def _gemm_model(n: int, int8: bool):
     """One MatMul (FP32) or MatMulInteger (u8 activations x s8 weights, as the INT8 scorer runs)."""
     from onnx import TensorProto, helper, numpy_helper
@@ -57,24 +45,25 @@ def _gemm_model(n: int, int8: bool):
     return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)])
 
 
-def gemm_peaks(threads: int, size: int = 2048, repeats: int = 5) -> dict:
-    """Measured ops/s of an n x n x n matmul: torch FP32, ORT MatMul FP32, ORT MatMulInteger INT8."""
+def gemm_calls(threads: int, size: int = 2048) -> dict[str, tuple]:
+    """{name: (callable, ops per call)}: an n x n x n matmul in torch FP32, ORT MatMul FP32 and ORT
+    MatMulInteger (u8 x s8, the INT8 scorer's kernel). Timed by the caller, beside the models."""
     import onnxruntime as ort
     import torch
 
     ops = 2.0 * size**3
-    out = {"gemm_size": size}
     a = torch.randn(size, size)
     b = torch.randn(size, size)
-    out["torch_fp32"] = ops / _median(lambda: torch.mm(a, b), repeats)
+    calls = {"torch_fp32": (lambda: torch.mm(a, b), ops)}
     rng = np.random.default_rng(1)
     feeds = {False: rng.standard_normal((size, size), dtype=np.float32),
              True: rng.integers(0, 256, (size, size), dtype=np.uint8)}
     for int8, key in ((False, "ort_fp32"), (True, "ort_int8")):
         sess = ort.InferenceSession(_gemm_model(size, int8).SerializeToString(), session_options(threads),
                                     providers=["CPUExecutionProvider"])
-        out[key] = ops / _median(lambda: sess.run(None, {"A": feeds[int8]}), repeats)
-    return out
+        feed = {"A": feeds[int8]}
+        calls[key] = (lambda sess=sess, feed=feed: sess.run(None, feed), ops)
+    return calls
 
 
 # ---------------------------------------------------------------- scorer files
@@ -164,3 +153,30 @@ def _standalone(scorer, preprocess, image_size: int, out_dir: Path, calib: np.nd
                     extra_options={"ActivationSymmetric": False, "WeightSymmetric": True})
     named.unlink()
     return {"pipeline": "standalone (torch.onnx.export + quantize_static)", "fp32": fp32, "int8": int8}
+
+
+def profile_ops(path: Path, threads: int, feed: np.ndarray, runs: int = 2) -> dict[str, float]:
+    """ms per run spent in each op type (ORT's own profiler, after one warm-up run), largest first."""
+    import json
+
+    import onnxruntime as ort
+
+    opts = session_options(threads)
+    opts.enable_profiling = True
+    opts.profile_file_prefix = str(Path(path).with_suffix("")) + "-profile"
+    sess = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+    name = sess.get_inputs()[0].name
+    sess.run(None, {name: feed})   # warm-up, also profiled: subtracted below by keeping the last `runs`
+    for _ in range(runs):
+        sess.run(None, {name: feed})
+    trace = Path(sess.end_profiling())
+    events = json.loads(trace.read_text())
+    trace.unlink()
+    runs_seen = [e for e in events if e.get("cat") == "Session" and e.get("name") == "model_run"]
+    last_start = runs_seen[-runs]["ts"] if len(runs_seen) >= runs else 0
+    per_op: dict[str, float] = {}
+    for e in events:
+        if e.get("cat") == "Node" and e.get("name", "").endswith("_kernel_time") and e["ts"] >= last_start:
+            op = e.get("args", {}).get("op_name", "?")
+            per_op[op] = per_op.get(op, 0.0) + e["dur"] / 1000.0 / runs
+    return dict(sorted(per_op.items(), key=lambda kv: -kv[1]))

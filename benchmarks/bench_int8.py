@@ -5,7 +5,8 @@ Not a test: run it by hand,
 
 Builds (once, cached in --workdir) an open_clip ViT-B-16 (QuickGELU, like CLIP) scorer bundle with random
 weights and a 512-d PCA / 250-basis head, exports it with rali_edge.export (ONNX, dynamic batch), and
-quantizes it with rali_edge.quantize: `int8` = the default OnnxInt8Config (cpu profile), `int8-plain` =
+quantizes it with rali_edge.quantize: `int8` = the default OnnxInt8Config (cpu profile), `int8-noattn` = the
+same with the attention q@k / attn@v MatMuls left in float, `int8-plain` =
 ORT's plain static QDQ (every supported op quantized, outputs quantized; the ~2.6x baseline). Latencies
 are medians of interleaved runs (each rep runs every model once at each batch size) so the machine's
 load drifts affect all models alike. Prints a table with ratios vs FP32 and file sizes.
@@ -68,6 +69,7 @@ def quantize_variants(fp32: Path, workdir: Path, calib: int) -> dict[str, Path]:
     cal = from_pixels(pixels, "random uint8 pixels (benchmark only)", seed=0)
     variants = {
         "int8": OnnxInt8Config(),
+        "int8-noattn": OnnxInt8Config(quantize_attention_matmuls=False),
         "int8-plain": OnnxInt8Config(op_types=("Conv", "MatMul", "Gemm", "Add", "Mul", "Softmax", "Sigmoid",
                                                "LayerNormalization"), float_output_ops=(), keep_head_float=False,
                                      exclude_layernorm=False, exclude_softmax=False, exclude_gelu=False),
@@ -123,6 +125,7 @@ def main(argv: list[str] | None = None) -> int:
     med = measure(models, batches, args.reps, args.threads)
     print(f"ViT-B/16 RALI scorer, {IMAGE_SIZE} px, random weights; ORT CPU, {args.threads} threads, "
           f"median of {args.reps} interleaved reps")
+    print(f"load average during the run: {os.getloadavg()[0]:.1f} (other processes share these cores)")
     print(f"{'model':<12}{'MB':>8}{'b1 ms':>10}{'b8 ms':>10}{'x b1':>8}{'x b8':>8}")
     for name, path in models.items():
         mb = path.stat().st_size / 2**20

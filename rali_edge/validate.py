@@ -95,8 +95,8 @@ def run_batched(runner, pixels: np.ndarray, batch_size: int) -> dict[str, np.nda
     return {k: np.concatenate(v) for k, v in parts.items()}
 
 
-def _simulate_coreml(path: Path, bundle_dir: Path, sets: list[EvalSet], batch_size: int) -> dict | str:
-    """Outputs per dataset of the simulated Core ML artifact, or the reason it cannot be simulated."""
+def _simulate_coreml(path: Path, bundle_dir: Path, sets: list[EvalSet], batch_size: int) -> tuple[dict, str] | str:
+    """(outputs per dataset, what was simulated) for a Core ML artifact, or why it cannot be simulated."""
     from rali_edge.bundle import load_bundle
     from rali_edge.export.fold import fold_scorer
     from rali_edge.export.spec import ExportSpec
@@ -116,9 +116,11 @@ def _simulate_coreml(path: Path, bundle_dir: Path, sets: list[EvalSet], batch_si
     bundle = load_bundle(bundle_dir)
     spec = ExportSpec(image_size=bundle.config.preprocess.image_size, input_kind="uint8", with_embedding=True)
     folded = fold_scorer(RaliScorer.from_bundle(bundle).eval(), bundle.config.preprocess, spec)
+    what = "float16 compute"
     if config is not None and precision == "int8-weights":
         simulate_weight_quantization(folded, config)
-    return {s.dataset: run_simulated(folded, s.pixels, "uint8", batch_size) for s in sets}
+        what = f"int8 {config.mode} {config.granularity} weights (dequantized) + float16 compute"
+    return {s.dataset: run_simulated(folded, s.pixels, "uint8", batch_size) for s in sets}, what
 
 
 def _artifact_rows(path: Path, bundle_dir: Path, sets: list[EvalSet], refs: dict, batch_size: int) -> list[DriftRow]:
@@ -132,8 +134,10 @@ def _artifact_rows(path: Path, bundle_dir: Path, sets: list[EvalSet], refs: dict
             sim = _simulate_coreml(path, bundle_dir, sets, batch_size)
             if isinstance(sim, str):
                 return [unmeasured_row(name, s.dataset, len(s.pixels), NOT_RUNNABLE, f"{why}; {sim}") for s in sets]
-            note = f"{why}: simulated in PyTorch (same weight quantization, float16 compute)"
-            return [drift_row(name, s.dataset, s.gt, refs[s.dataset], sim[s.dataset], SIMULATED, note) for s in sets]
+            outputs, what = sim
+            note = f"{why}: simulated in PyTorch ({what})"
+            return [drift_row(name, s.dataset, s.gt, refs[s.dataset], outputs[s.dataset], SIMULATED, note)
+                    for s in sets]
         if not ok:
             return [unmeasured_row(name, s.dataset, len(s.pixels), NOT_RUNNABLE, why) for s in sets]
         runner = open_runner(path)

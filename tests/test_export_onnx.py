@@ -87,13 +87,15 @@ def test_validation_collects_every_failure(dynamic_export):
 
 
 @pytest.mark.slow
-def test_fixed_batch_opset20_simplified_hf(tmp_path):
+def test_fixed_batch_opset20_simplified_normalized_input_hf(tmp_path):
     bundle = make_random_bundle(tmp_path / "hf", library="hf", seed=6)
-    res = export_bundle(bundle, "onnx", batch=2, opset=20, simplify=True, out_dir=tmp_path / "out")
+    res = export_bundle(bundle, "onnx", batch=2, opset=20, simplify=True, input_kind="normalized",
+                        out_dir=tmp_path / "out")
     model = onnx.load(str(res.path))
     assert model_opset(model) == 20
-    dims = [d.dim_value for d in model.graph.input[0].type.tensor_type.shape.dim]
-    assert dims == [2, 3, 32, 32]
+    inp = model.graph.input[0].type.tensor_type
+    assert [d.dim_value for d in inp.shape.dim] == [2, 3, 32, 32] and inp.elem_type == onnx.TensorProto.FLOAT
+    assert open_runner(res.path).input_kind == "normalized"  # the runner normalises uint8 itself
     px = _pixels(3, seed=9)  # 3 images through a batch-2 graph: the runner pads the last chunk
     got, want = open_runner(res.path).run(px), open_runner(bundle).run(px)
     assert got["score"].shape == (3,) and np.max(np.abs(got["score"] - want["score"])) <= 1e-4

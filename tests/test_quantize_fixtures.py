@@ -180,9 +180,20 @@ def export_bundle_onnx(bundle: Path, out_dir: Path, with_embedding: bool = False
     return export_bundle(bundle, "onnx", precision="fp32", out_dir=out_dir, with_embedding=with_embedding).path
 
 
+# Test modules import these fixtures by name, and pytest then registers one session fixture per module;
+# this cache makes them build once per session all the same.
+_CACHE: dict[str, dict] = {}
+
+
 @pytest.fixture(scope="session")
 def scorer_case(tmp_path_factory):
     """(root, bundle, fp32 onnx with embedding, train meta, test meta): shared by the quantize tests."""
+    if "scorer" not in _CACHE:
+        _CACHE["scorer"] = _scorer_case(tmp_path_factory)
+    return _CACHE["scorer"]
+
+
+def _scorer_case(tmp_path_factory) -> dict:
     torch.manual_seed(0)
     root = tmp_path_factory.mktemp("scorer_case")
     train_meta = write_dataset(root, 240, "train", seed=1)
@@ -209,6 +220,12 @@ def test_fixture_scorer_exports_and_matches(tmp_path):
 @pytest.fixture(scope="session")
 def int8_case(scorer_case):
     """The scorer_case float ONNX quantized INT8 (cpu profile) with a calibration set from train.json."""
+    if "int8" not in _CACHE:
+        _CACHE["int8"] = _int8_case(scorer_case)
+    return _CACHE["int8"]
+
+
+def _int8_case(scorer_case) -> dict:
     import warnings
 
     from rali_edge.bundle import load_bundle

@@ -22,6 +22,8 @@ def export(
     simplify: bool = typer.Option(False, "--simplify", help="Simplify the ONNX graph with onnxslim."),
     with_embedding: bool = typer.Option(False, "--with-embedding", help="Also output the normalised PCA embedding."),
     name: str = typer.Option(None, "--name", help="Artifact file name without suffix."),
+    calibration: Path = typer.Option(None, "--calibration", help="int8: image folder or meta JSON to calibrate on."),
+    calibration_size: int = typer.Option(300, "--calibration-size", help="int8: number of calibration images."),
 ) -> None:
     """Export a bundle to ONNX, ORT mobile, Core ML or TensorRT (validated against PyTorch)."""
     from rali_edge.export.api import export_bundle
@@ -29,7 +31,8 @@ def export(
     if dynamic and batch is not None:
         raise UnsupportedOptionError("--batch N and --dynamic exclude each other")
     result = export_bundle(bundle, fmt, precision=precision, batch=batch, opset=opset, out_dir=out,
-                           simplify=simplify, with_embedding=with_embedding, name=name)
+                           simplify=simplify, with_embedding=with_embedding, name=name,
+                           calibration=calibration, calibration_size=calibration_size)
     console.print(f"[green]wrote[/] {result.path}  ({result.format}, {result.precision})", highlight=False)
     for extra in result.extra_files:
         console.print(f"  also {extra}", highlight=False)

@@ -15,8 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Callable
 
 from rali_edge._atomic import atomic_path
-from rali_edge.errors import UnsupportedOptionError
-from rali_edge.export.formats import QUANTIZE_COMMAND, caps, check_options, needs_quantize
+from rali_edge.export.formats import caps, check_options, needs_quantize
 from rali_edge.export.spec import ExportSpec
 
 if TYPE_CHECKING:
@@ -67,25 +66,35 @@ def export_bundle(
     with_embedding: bool = False,
     input_kind: str | None = None,
     name: str | None = None,
+    calibration=None,
+    calibration_size: int = 300,
 ) -> ExportResult:
     """Export a bundle. precision None: the format's default (coreml fp16, others fp32); batch None:
-    dynamic batch axis; opset None: 18 (ONNX-based formats); out_dir None: `<bundle>/../exports`."""
+    dynamic batch axis; opset None: 18 (ONNX-based formats); out_dir None: `<bundle>/../exports`.
+    calibration (int8 only): a CalibrationSet, or an image folder / meta file to build one from."""
     c = caps(fmt)
     precision = precision or c.precisions[0]
     input_kind = input_kind or DEFAULT_INPUT_KIND[fmt]
     opset = check_options(fmt, precision, batch, opset, input_kind, simplify)
     if needs_quantize(fmt, precision):
-        _reject_until_quantize(fmt, precision)
+        from rali_edge.export.quantized import check_calibration
+
+        check_calibration(fmt, precision, calibration)
     job = _prepare(Path(bundle_dir), fmt, precision, batch, opset, out_dir, simplify, with_embedding, input_kind, name)
+    if needs_quantize(fmt, precision):
+        from rali_edge.export.quantized import export_quantized
+
+        return export_quantized(job, _calibration_set(calibration, job, calibration_size))
     return BACKENDS[fmt](job)
 
 
-def _reject_until_quantize(fmt: str, precision: str) -> None:
-    """The wiring point for rali_edge.quantize: quantized artifacts are made from the float export."""
-    raise UnsupportedOptionError(
-        f"{precision} {fmt} artifacts are made by `{QUANTIZE_COMMAND}` from the float export "
-        f"(export in float first, then quantize that artifact with calibration images)"
-    )
+def _calibration_set(calibration, job: _Job, size: int):
+    """None, a CalibrationSet, or a folder / meta file to build one from with the bundle's preprocessing."""
+    if calibration is None or not isinstance(calibration, (str, os.PathLike)):
+        return calibration
+    from rali_edge.calibration.sets import build_calibration_set
+
+    return build_calibration_set(Path(calibration), job.preprocess, size=size)
 
 
 def _prepare(bundle_dir, fmt, precision, batch, opset, out_dir, simplify, with_embedding, input_kind, name) -> _Job:
@@ -103,7 +112,7 @@ def _prepare(bundle_dir, fmt, precision, batch, opset, out_dir, simplify, with_e
     props = build_metadata(pre, spec, fmt, precision, bundle.checksum, opset).to_props()
     pixels = sample_pixels(pre)
     out = Path(out_dir) if out_dir is not None else bundle.path.parent / "exports"
-    stem = name or f"{bundle.path.name}-{precision}-{'dynamic' if batch is None else f'b{batch}'}"
+    stem = name or f"{bundle.path.name}-{fmt}-{precision}-{'dynamic' if batch is None else f'b{batch}'}"
     return _Job(scorer, pre, spec, fmt, precision, opset, props, simplify, pixels,
                 reference_outputs(scorer, pre, pixels), out / (stem + caps(fmt).suffix))
 
@@ -149,18 +158,22 @@ def _export_coreml(job: _Job) -> ExportResult:
 
 def _export_tensorrt(job: _Job) -> ExportResult:
     """Always: the ONNX (validated in ORT) + its trtexec script. With TensorRT + CUDA here: the engine."""
-    import json
-
     from rali_edge.export.onnx import export_onnx, validate_session
-    from rali_edge.export.tensorrt import build_engine, tensorrt_available, write_trtexec_script
 
     onnx_target = job.target.with_suffix(".onnx")
     float_spec = dataclasses.replace(job.spec, tolerance=VALUE_TOLERANCE["fp32"])
     with atomic_path(onnx_target) as tmp:
         export_onnx(_folded(job), job.spec, tmp, job.opset, job.props, job.simplify)
         report = {"onnx": validate_session(tmp, float_spec, job.pixels, job.reference)}
+    return tensorrt_from_onnx(job, onnx_target, report)
+
+
+def tensorrt_from_onnx(job: _Job, onnx_target: Path, report: dict) -> ExportResult:
+    """Write the trtexec script beside a validated ONNX; build and validate the engine when possible."""
+    from rali_edge.export.tensorrt import build_engine, tensorrt_available, write_trtexec_script
+
     script = write_trtexec_script(onnx_target, job.spec, job.precision, job.props)
-    extra = [onnx_target, script, onnx_target.with_name(f"{onnx_target.stem}.engine.json")]
+    extra = [script, onnx_target.with_name(f"{onnx_target.stem}.engine.json")]
     ok, reason = tensorrt_available()
     if not ok:
         note = (f"TensorRT engine NOT built here ({reason}). Build it on the target (e.g. Jetson): "
@@ -170,7 +183,7 @@ def _export_tensorrt(job: _Job) -> ExportResult:
     with atomic_path(job.target) as tmp:
         build_engine(onnx_target, tmp, job.spec, job.precision, job.props, timing_cache=cache)
         report["engine"] = _validate_engine(tmp, job)
-    return ExportResult(job.target, job.fmt, job.precision, job.props, json.loads(json.dumps(report)), extra + [cache])
+    return ExportResult(job.target, job.fmt, job.precision, job.props, report, [onnx_target, *extra, cache])
 
 
 def _validate_engine(path: Path, job: _Job) -> dict:

@@ -27,6 +27,7 @@ if TYPE_CHECKING:
     from torch import nn
 
 PROTOBUF_LIMIT = 2**31 - 2**20  # stay a MiB under 2 GB for the graph itself
+ORT_TYPES = {"uint8": "tensor(uint8)", "float32": "tensor(float)"}  # spec dtype -> ORT's type string
 
 
 def to_onnx_model(folded: nn.Module, spec: ExportSpec, opset: int) -> onnx.ModelProto:
@@ -199,7 +200,7 @@ def _check_file(path: Path, failures: list[str]) -> None:
 
 def _check_names(session, spec: ExportSpec, failures: list[str]) -> None:
     inputs = [(i.name, i.type) for i in session.get_inputs()]
-    want_in = [(spec.input_name, f"tensor({spec.input_dtype})")]
+    want_in = [(spec.input_name, ORT_TYPES[spec.input_dtype])]
     if inputs != want_in:
         failures.append(f"inputs are {inputs}, expected {want_in}")
     outputs = [o.name for o in session.get_outputs()]

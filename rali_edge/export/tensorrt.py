@@ -88,6 +88,8 @@ def trtexec_command(
     args = ["trtexec", f"--onnx={onnx_name}", f"--saveEngine={engine_name}"]
     # Strongly typed: precision comes from the ONNX (Q/DQ for int8), so no --fp16/--int8 flags.
     args.append("--fp16" if precision == "fp16" else "--stronglyTyped")
+    if precision == "fp32":
+        args.append("--noTF32")  # TF32 matmuls (on by default on Ampere+) would break the 1e-4 tolerance
     args.append(f"--timingCacheFile={timing_cache_name}")
     mn, opt, mx = profile_shapes(spec, max_batch)
     for flag, shape in (("--minShapes", mn), ("--optShapes", opt), ("--maxShapes", mx)):
@@ -173,6 +175,8 @@ def build_engine(
     config = builder.create_builder_config()
     if precision == "fp16":
         config.set_flag(trt.BuilderFlag.FP16)
+    if precision == "fp32" and hasattr(trt.BuilderFlag, "TF32"):
+        config.clear_flag(trt.BuilderFlag.TF32)  # same as trtexec --noTF32
     cache_path = Path(timing_cache) if timing_cache else None
     cache = config.create_timing_cache(cache_path.read_bytes() if cache_path and cache_path.exists() else b"")
     config.set_timing_cache(cache, ignore_mismatch=False)

@@ -139,8 +139,8 @@ def quantize_onnx_int8(config: OnnxInt8Config, source: Path, out: Path, calibrat
             "MatMulConstBOnly": not config.quantize_attention_matmuls,
             "CalibPercentile": config.percentile,
             "OpTypesToExcludeOutputQuantization": list(config.float_output_ops),
-            # Keep histograms small: entropy/percentile calibration otherwise holds every activation.
-            "CalibMaxIntermediateOutputs": 4,
+            # Not "CalibMaxIntermediateOutputs": ORT 1.32 raises "No data is collected" when the batch
+            # count is a multiple of it (it flushes, then finds nothing left at the end).
         }
         with atomic_path(out) as tmp_out:
             try:

@@ -19,14 +19,12 @@ from pathlib import Path
 import numpy as np
 
 from rali_edge.errors import ConfigError, DataError, NotRunnableHere, RaliEdgeError, UnsupportedOptionError
+from rali_edge.report import drift
 from rali_edge.report.results import BenchmarkReport
 from rali_edge.report.table import BenchmarkRow, Status, short_reason
-from rali_edge.report.variants import DEFAULT_VARIANTS, VARIANTS, BuildContext, Built
+from rali_edge.report.variants import DEFAULT_VARIANTS, VARIANTS, BuildContext, Built, Simulation
 
 DEFAULT_CALIB_SIZE = 300
-SIMULATION_TEXT = {"fp16": "accuracy from a PyTorch FP16 simulation",
-                   "int8_weights": "accuracy from a PyTorch simulation (INT8-rounded weights, FP16 compute)"}
-SIMULATION_SHORT = {"fp16": "PyTorch FP16 simulation", "int8_weights": "PyTorch INT8-weight simulation"}
 
 
 def _row(v, status: Status, message: str = "", **kw) -> BenchmarkRow:
@@ -98,20 +96,19 @@ def _calibration_factory(calib, image_root, preprocess, size: int, seed: int, me
     return get
 
 
-def _simulate(bundle_dir: Path, kind: str, pixels: np.ndarray) -> dict[str, np.ndarray]:
+def _simulate(bundle_dir: Path, sim: Simulation, pixels: np.ndarray) -> dict[str, np.ndarray]:
     """Core ML accuracy off macOS: the folded model in FP16 (and INT8-rounded weights), in PyTorch."""
     from rali_edge.bundle import load_bundle
     from rali_edge.export.fold import fold_scorer
     from rali_edge.export.spec import ExportSpec
     from rali_edge.model.scorer import RaliScorer
-    from rali_edge.quantize.config import CoreMLWeightsConfig
     from rali_edge.quantize.coreml import run_simulated, simulate_weight_quantization
 
     bundle = load_bundle(bundle_dir)
     pre = bundle.config.preprocess
     folded = fold_scorer(RaliScorer.from_bundle(bundle), pre, ExportSpec(image_size=pre.image_size, input_kind="unit"))
-    if kind == "int8_weights":
-        simulate_weight_quantization(folded, CoreMLWeightsConfig())
+    if sim.weights is not None:
+        simulate_weight_quantization(folded, sim.weights)
     return run_simulated(folded, pixels, "unit")
 
 
@@ -140,10 +137,10 @@ class _Bench:
             self._measure(row, key, built)
         elif built.simulate is not None:
             outputs = {n: _simulate(self.bundle_dir, built.simulate, px) for n, px in self.data.pixels.items()}
-            row.status, row.reason = Status.SIMULATED, SIMULATION_SHORT[built.simulate]
-            row.detail = f"{SIMULATION_TEXT[built.simulate]}; no timing: {built.reason}"
+            row.status, row.reason = Status.SIMULATED, built.simulate.short
+            row.detail = f"{built.simulate.text}; no timing: {built.reason}"
             row.timing_reason = short_reason(built.reason)
-            self._accuracy(row, v.label, outputs, "simulated")
+            self._accuracy(row, v.label, outputs, drift.SIMULATED)
         else:
             row.status, row.detail = Status.NOT_RUNNABLE, built.reason
             row.reason = row.timing_reason = short_reason(built.reason)
@@ -166,7 +163,7 @@ class _Bench:
                 f"running it failed: {type(exc).__name__}: {exc}"
             row.reason, row.timing_reason = short_reason(row.detail), "did not run"
             return
-        self._accuracy(row, VARIANTS[key].label, outputs, "ok" if key != "pytorch-fp32" else "reference")
+        self._accuracy(row, VARIANTS[key].label, outputs, drift.REFERENCE if built.reference else drift.OK)
         size = next(iter(self.data.pixels.values())).shape[-1]
         rng = np.random.default_rng(0)
         latency = measure_latency(runner.run, lambda b: rng.integers(0, 256, (b, 3, size, size), dtype=np.uint8),
@@ -174,18 +171,16 @@ class _Bench:
         row.ms_per_img, row.img_per_s, row.timing = latency.ms_per_img, latency.img_per_s, latency.to_dict()
 
     def _accuracy(self, row: BenchmarkRow, label: str, outputs: dict, mode: str) -> None:
-        from rali_edge.report import drift
-
+        """Drift rows per dataset; mode: drift.OK (ran here), drift.SIMULATED or drift.REFERENCE."""
         rows, problems = [], []
         for name, out in outputs.items():
             if not np.all(np.isfinite(out["score"])):
                 problems.append(f"non-finite scores on {name}")
             ref = self.reference[name]
-            if mode == "reference":
+            if mode == drift.REFERENCE:
                 rows.append(drift.reference_row(label, name, self.data.gt[name], ref))
             else:
-                status = drift.SIMULATED if mode == "simulated" else drift.OK
-                rows.append(drift.drift_row(label, name, self.data.gt[name], ref, out, status=status))
+                rows.append(drift.drift_row(label, name, self.data.gt[name], ref, out, status=mode))
             problems += rows[-1].drops_over(self.max_plcc_drop, None)
         row.drift = [r.to_dict() for r in rows]
         row.scores = np.concatenate([np.asarray(outputs[n]["score"], np.float64) for n in self.data.pixels])

@@ -15,12 +15,25 @@ from pathlib import Path
 from rali_edge.errors import ExportError, NotRunnableHere
 
 
+@dataclass(frozen=True)
+class Simulation:
+    """How to get an accuracy figure in PyTorch for an artifact whose runtime is absent here."""
+
+    text: str                        # for notes: what the figure comes from
+    short: str                       # for the table's status cell
+    weights: object | None = None    # a CoreMLWeightsConfig: INT8-round the weights first; None: FP16 only
+
+
+FP16_SIMULATION = Simulation("accuracy from a PyTorch FP16 simulation", "PyTorch FP16 simulation")
+
+
 @dataclass
 class Built:
     path: Path
     runnable: bool = True
     reason: str = ""                 # why it cannot run here (when not runnable)
-    simulate: str | None = None      # "fp16" | "int8_weights": accuracy simulated in PyTorch
+    simulate: Simulation | None = None   # when not runnable: accuracy simulated in PyTorch
+    reference: bool = False          # the float PyTorch bundle itself (drift 0 by definition)
     notes: list[str] = field(default_factory=list)
     quant: dict | None = None        # what the quantizer reported (float nodes, calibration...)
 
@@ -81,7 +94,7 @@ def _quantize(config, source: Path, out: Path, calibration=None) -> dict:
 
 
 def build_pytorch(ctx: BuildContext) -> Built:
-    return Built(ctx.bundle_dir)
+    return Built(ctx.bundle_dir, reference=True)
 
 
 def build_onnx_fp32(ctx: BuildContext) -> Built:
@@ -128,7 +141,7 @@ def _coreml_reason() -> str:
 def build_coreml_fp16(ctx: BuildContext) -> Built:
     path = _export(ctx, "coreml", "fp16")
     reason = _coreml_reason()
-    return Built(path, runnable=not reason, reason=reason, simulate="fp16" if reason else None)
+    return Built(path, runnable=not reason, reason=reason, simulate=FP16_SIMULATION if reason else None)
 
 
 def build_coreml_int8w(ctx: BuildContext) -> Built:
@@ -139,7 +152,9 @@ def build_coreml_int8w(ctx: BuildContext) -> Built:
     config = CoreMLWeightsConfig()
     quant = _quantize(config, src, out)
     reason = _coreml_reason()
-    return Built(out, runnable=not reason, reason=reason, simulate="int8_weights" if reason else None, quant=quant)
+    sim = Simulation("accuracy from a PyTorch simulation (the same INT8 weight rounding, FP16 compute)",
+                     "PyTorch INT8-weight simulation", weights=config)
+    return Built(out, runnable=not reason, reason=reason, simulate=sim if reason else None, quant=quant)
 
 
 def _tensorrt_reason() -> str:

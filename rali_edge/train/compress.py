@@ -10,8 +10,8 @@ Bucketed k-means: the score range [low, high] (default [1, 5]) is split into N e
 buckets, scores clearly outside raise DataError). The K clusters are spread over buckets by this rule:
 
 1. every non-empty bucket gets one cluster (so every populated score region keeps a basis vector);
-2. the remaining R = K - (non-empty buckets) are spread in proportion to bucket population,
-   largest-remainder style: floor(R * n_b / n) each, then one more to the buckets with the largest
+2. the remaining R = K - (non-empty buckets) are spread in proportion to bucket population n_b
+   (distinct members), largest-remainder style: floor(R * n_b / n) each, then one more to the buckets with the largest
    fractional remainders (ties: the lower bucket first);
 3. no bucket gets more clusters than it has distinct feature vectors; what a full bucket cannot
    take is re-spread over the others with the same rule until all K are placed.
@@ -123,16 +123,14 @@ def allocate_clusters(capacity: np.ndarray, num_basis: int) -> np.ndarray:
         )
     alloc = nonempty.astype(np.int64)
     remaining = num_basis - n_nonempty
-    while remaining > 0:
+    while remaining > 0:  # one pass unless a bucket hits its capacity; then re-spread what is left
         room = capacity - alloc
-        open_ = room > 0
-        weights = np.where(open_, capacity, 0).astype(np.float64)
-        quota = remaining * weights / weights.sum()
-        give = np.minimum(np.floor(quota).astype(np.int64), room)
-        if give.sum() == 0:  # every quota < 1: hand out single clusters by largest remainder
-            order = sorted(np.flatnonzero(open_), key=lambda b: (-quota[b], b))
-            give = np.zeros_like(alloc)
-            give[order[:remaining]] = 1
+        weights = np.where(room > 0, capacity, 0)
+        # exact integer quotas: remaining * w_b / sum(w) = whole + rest / sum(w), so ties are true ties
+        whole, rest = np.divmod(remaining * weights, weights.sum())
+        give = np.minimum(whole, room)
+        order = sorted(np.flatnonzero(give < room), key=lambda b: (-rest[b], b))
+        give[order[: remaining - int(give.sum())]] += 1
         alloc += give
         remaining -= int(give.sum())
     return alloc

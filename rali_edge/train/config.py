@@ -34,16 +34,21 @@ class DataConfig:
     triplets: str = ""  # the teacher's triplets JSONL (image, gt_score_norm, seed, text, ...)
 
 
-BACKBONE_SOURCES = ("pretrained", "tiny")
+BACKBONE_SOURCES = ("pretrained", "tiny", "random")
 
 
 @dataclass(frozen=True)
 class BackboneSpec:
-    source: str = "pretrained"  # "pretrained": hub name / local path; "tiny": random-weight test model
+    # "pretrained": real weights from `name` (hub name or local path) and `pretrained` (open_clip tag);
+    # "tiny": rali_edge.model.tiny's random-weight test model of `library` at `image_size`;
+    # "random": random weights of the architecture in `config_file` (a bundle config.json "backbone"
+    # section, i.e. a BackboneConfig as JSON). Random weights are seeded with align.seed.
+    source: str = "pretrained"
     library: str = "hf"  # "hf" (transformers CLIPModel) or "open_clip"
     name: str = "openai/clip-vit-large-patch14-336"
     pretrained: str = ""  # open_clip pretrained tag; "" for none
-    image_size: int = 32  # tiny models only
+    image_size: int = 32  # tiny only
+    config_file: str = ""  # random only
 
     def __post_init__(self) -> None:
         if self.source not in BACKBONE_SOURCES:
@@ -128,6 +133,12 @@ def _resolve_paths(data: DataConfig, base: Path) -> DataConfig:
                       triplets=fix(data.triplets))
 
 
+def _resolve_backbone(spec: BackboneSpec, base: Path) -> BackboneSpec:
+    if not spec.config_file:
+        return spec
+    return dataclasses.replace(spec, config_file=str((base / spec.config_file).resolve()))
+
+
 def config_from_dict(tables: dict, where: str = "config", base_dir: str | os.PathLike[str] | None = None) -> TrainConfig:
     unknown = sorted(set(tables) - set(SECTIONS))
     if unknown:
@@ -135,6 +146,7 @@ def config_from_dict(tables: dict, where: str = "config", base_dir: str | os.Pat
     parts = {name: section_from_dict(cls, tables.get(name, {}), f"{where} [{name}]") for name, cls in SECTIONS.items()}
     if base_dir is not None:
         parts["data"] = _resolve_paths(parts["data"], Path(base_dir))
+        parts["backbone"] = _resolve_backbone(parts["backbone"], Path(base_dir))
     return TrainConfig(**parts)
 
 

@@ -82,7 +82,23 @@ def _pretrained(spec, seed: int):
     return load_pretrained_backbone(spec.library, spec.name, spec.pretrained or None)
 
 
-BACKBONE_LOADERS = {"tiny": _tiny, "pretrained": _pretrained}
+def _random(spec, seed: int):
+    from rali_edge.bundle import BackboneConfig
+    from rali_edge.errors import BundleError
+    from rali_edge.model.backbone import build_backbone
+
+    path = Path(spec.config_file)
+    if not spec.config_file or not path.is_file():
+        raise ConfigError(f"backbone.source = 'random' needs backbone.config_file (a BackboneConfig JSON); got {path}")
+    try:
+        cfg = BackboneConfig.from_dict(json.loads(path.read_text(encoding="utf-8")))
+    except (json.JSONDecodeError, BundleError) as e:
+        raise ConfigError(f"{path}: not a backbone config ({e})") from e
+    torch.manual_seed(seed)
+    return build_backbone(cfg)
+
+
+BACKBONE_LOADERS = {"tiny": _tiny, "pretrained": _pretrained, "random": _random}
 
 
 def base_backbone(config: TrainConfig):
@@ -196,7 +212,7 @@ def run_fit(config: TrainConfig, out_dir: Path, progress: bool) -> dict:
     result = fit_head(head, emb[train_idx], scores[train_idx], emb[val_idx], scores[val_idx], config.fit,
                       log_path=out_dir / "fit" / "log.jsonl", progress=progress)
     spec = config.backbone
-    notes = {"config": config.to_dict(), "random_weights": spec.source == "tiny",
+    notes = {"config": config.to_dict(), "random_weights": spec.source != "pretrained",
              "fit": {"best_epoch": result.best_epoch, "best_val_mse": result.best_val_mse},
              "made_by": "rali_edge.train.pipeline.run_training"}
     prov = Provenance.now(data=[*config.data.train_meta, config.data.triplets],

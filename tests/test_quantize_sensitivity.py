@@ -1,0 +1,66 @@
+"""Per-block sensitivity ranking and the automatic drift budget."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from test_quantize_fixtures import int8_case, perturbed_copy, scorer_case  # noqa: F401 - pytest fixtures
+
+from rali_edge.quantize import quant_json_path
+from rali_edge.quantize.sensitivity import (
+    DriftBudgetNotMet,
+    EvalData,
+    block_sensitivity,
+    quantize_to_budget,
+    write_sensitivity_table,
+)
+
+
+def _eval_data(case) -> EvalData:
+    from rali_edge.bundle import load_bundle
+    from rali_edge.validate import load_eval_sets
+
+    pre = load_bundle(case["bundle"]).config.preprocess
+    s = load_eval_sets([case["test"]], case["root"], pre)[0]
+    return EvalData(s.pixels, s.gt)
+
+
+@pytest.mark.slow
+def test_block_sensitivity_ranks_every_block(int8_case, tmp_path):
+    rows = block_sensitivity(int8_case["onnx"], int8_case["calibration"], _eval_data(int8_case))
+    assert sorted(r.block for r in rows) == [0, 1]
+    assert rows[0].score_mae >= rows[1].score_mae > 0
+    write_sensitivity_table(rows, tmp_path / "s.json", tmp_path / "s.md")
+    assert json.loads((tmp_path / "s.json").read_text())["ranked"][0]["block"] == rows[0].block
+    assert (tmp_path / "s.md").read_text().count("\n") == 4
+
+
+@pytest.mark.slow
+def test_budget_search_meets_a_loose_budget_and_reports_it(int8_case, tmp_path):
+    result = quantize_to_budget(int8_case["onnx"], tmp_path / "b.onnx", int8_case["calibration"], 0.02,
+                                data=_eval_data(int8_case))
+    budget = result.details["drift_budget"]
+    assert budget["steps"][-1]["within_budget"] and -budget["steps"][-1]["dplcc"] <= 0.02
+    assert budget["latency"]["int8_ms"] > 0 and budget["size_bytes"] == result.size_bytes
+    doc = json.loads(quant_json_path(result.path).read_text())
+    assert doc["details"]["drift_budget"]["float_blocks"] == budget["float_blocks"]
+    assert doc["source"] == str(int8_case["onnx"])
+
+
+@pytest.mark.slow
+def test_budget_search_fails_clearly_when_nothing_meets_it(int8_case, tmp_path, monkeypatch):
+    import rali_edge.quantize.sensitivity as sens
+
+    real = sens._quantize_to
+
+    def broken(prepared, out, config, calibration):  # every candidate scores upside down
+        real(prepared, out, config, calibration)
+        perturbed_copy(out, out)
+
+    monkeypatch.setattr(sens, "_quantize_to", broken)
+    with pytest.raises(DriftBudgetNotMet, match="even with all 2 transformer blocks"):
+        quantize_to_budget(int8_case["onnx"], tmp_path / "b.onnx", int8_case["calibration"], 0.01,
+                           data=_eval_data(int8_case))
+    assert not (tmp_path / "b.onnx").exists()

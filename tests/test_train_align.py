@@ -1,0 +1,127 @@
+"""Contrastive alignment: what trains, what stays frozen, checkpoints and exact resumption."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from rali_edge.errors import ConfigError
+from rali_edge.train.align import AlignConfig, align, contrastive_loss, lr_at
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    # Two cores shared by many processes: one thread is several times faster for these tiny models.
+    old = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(old)
+
+
+@pytest.fixture(scope="module")
+def tiny_data(tmp_path_factory):
+    from rali_edge.data.meta import read_meta
+    from rali_edge.data.synth import synthesize
+    from rali_edge.teacher.template import describe_with_template
+    from rali_edge.teacher.triplets import read_triplets
+
+    root = tmp_path_factory.mktemp("align_data")
+    ds = synthesize(root / "synth", seed=0, sources=2, size=32, progress=False)
+    records = read_meta(ds.train_meta, ds.root)
+    describe_with_template(records, [0, 1], root / "triplets.jsonl", progress=False)
+    return ds.root, read_triplets(root / "triplets.jsonl")
+
+
+def _backbone():
+    from rali_edge.model.backbone import build_backbone
+    from rali_edge.model.tiny import tiny_backbone_config
+
+    torch.manual_seed(0)
+    return build_backbone(tiny_backbone_config("open_clip", 32))
+
+
+CFG = AlignConfig(lr=1e-3, batch_size=8, max_steps=4, checkpoint_every=100, warmup_fraction=0.25)
+
+
+def test_align_trains_the_image_tower_and_leaves_the_text_tower_alone(tiny_data, tmp_path):
+    root, triplets = tiny_data
+    bb = _backbone()
+    image_before = {k: v.clone() for k, v in bb.image_encoder().state_dict().items()}
+    text_before = [p.detach().clone() for p in bb.text_parameters()]
+    result = align(bb, triplets, root, CFG, tmp_path, progress=False)
+    assert result.steps == 4 and not result.halted
+    changed = [k for k, v in bb.image_encoder().state_dict().items() if not torch.equal(v, image_before[k])]
+    assert len(changed) > len(image_before) // 2
+    assert all(torch.equal(a, b) for a, b in zip(text_before, bb.text_parameters()))
+    log = [json.loads(line) for line in (tmp_path / "log.jsonl").read_text().splitlines()]
+    assert [row["step"] for row in log] == [1, 2, 3, 4]
+    assert all(row["loss"] > 0 and row["lr"] > 0 for row in log)
+    assert (tmp_path / "encoder.safetensors").is_file()
+    assert (tmp_path / "text_embeddings.safetensors").is_file()
+
+
+def test_resume_after_a_kill_gives_the_same_weights(tiny_data, tmp_path):
+    root, triplets = tiny_data
+    straight = _backbone()
+    align(straight, triplets, root, CFG, tmp_path / "straight", progress=False)
+
+    killed = _backbone()
+    first = align(killed, triplets, root, CFG, tmp_path / "resumed", progress=False, halt_after=2)
+    assert first.halted and first.steps == 2
+    assert not (tmp_path / "resumed" / "encoder.safetensors").exists()
+    fresh = _backbone()  # a new process: same initial weights, state comes from the checkpoint
+    second = align(fresh, triplets, root, CFG, tmp_path / "resumed", progress=False)
+    assert second.steps == 4 and not second.halted
+    a, b = straight.state_dict(), fresh.state_dict()
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    log_a = (tmp_path / "straight" / "log.jsonl").read_text()
+    assert log_a == (tmp_path / "resumed" / "log.jsonl").read_text()
+
+
+def test_resume_refuses_a_changed_config(tiny_data, tmp_path):
+    root, triplets = tiny_data
+    align(_backbone(), triplets, root, CFG, tmp_path, progress=False, halt_after=1)
+    changed = AlignConfig(**{**CFG.__dict__, "lr": 2e-3})
+    with pytest.raises(ConfigError, match="lr"):
+        align(_backbone(), triplets, root, changed, tmp_path, progress=False)
+
+
+def test_text_embeddings_are_cached(tiny_data, tmp_path, monkeypatch):
+    from rali_edge.train.text_cache import text_embeddings
+
+    bb = _backbone()
+    texts = sorted({t.text for t in tiny_data[1]})[:5]
+    first = text_embeddings(bb, texts, tmp_path / "cache.safetensors", progress=False)
+    monkeypatch.setattr(bb, "encode_text", lambda *_: pytest.fail("cache not used"))
+    again = text_embeddings(bb, list(reversed(texts)), tmp_path / "cache.safetensors", progress=False)
+    assert torch.equal(again, first.flip(0))
+    torch.testing.assert_close(first.norm(dim=1), torch.ones(5))
+
+
+def test_contrastive_loss_treats_identical_texts_as_positives():
+    txt = torch.eye(3, 8)  # orthogonal unit texts
+    ids = torch.tensor([0, 0, 1])
+    # images exactly on their texts: rows 0 and 1 share a text, so both columns are right for them
+    good = contrastive_loss(txt[ids] * 5, txt[ids], ids, 0.05)
+    bad = contrastive_loss(txt[torch.tensor([1, 1, 0])], txt[ids], ids, 0.05)
+    assert float(good) < float(bad)
+    assert float(good) == pytest.approx(2 / 3 * torch.log(torch.tensor(2.0)).item(), abs=1e-3)
+
+
+def test_schedule_warms_up_then_decays():
+    cfg = AlignConfig(lr=1.0, warmup_fraction=0.2, schedule="cosine")
+    lrs = [lr_at(s, 10, cfg) for s in range(10)]
+    assert lrs[0] == pytest.approx(0.5) and lrs[1] == pytest.approx(1.0)
+    assert all(a >= b for a, b in zip(lrs[1:], lrs[2:])) and lrs[-1] < 0.1
+    with pytest.raises(ConfigError, match="schedule"):
+        AlignConfig(schedule="step")
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the CPU refusal of bf16")
+def test_bf16_is_refused_on_the_cpu():
+    from rali_edge.train.align import _accelerator
+
+    with pytest.raises(ConfigError, match="bf16"):
+        _accelerator(AlignConfig(mixed_precision="bf16"))
