@@ -41,14 +41,16 @@ class ModelSpec:
     image_size: int
     repeats: int          # timed runs per measurement (ViT-L/14@336 on 2 cores: keep small)
     quick_repeats: int
+    calib_batch: int      # INT8 calibration batch (memory: ORT keeps every intermediate tensor of a batch)
 
 
 MODELS = {
-    "b16": ModelSpec("ViT-B-16", 224, repeats=5, quick_repeats=3),
-    "l14": ModelSpec("ViT-L-14-336", 336, repeats=2, quick_repeats=1),
+    "b16": ModelSpec("ViT-B-16", 224, repeats=5, quick_repeats=3, calib_batch=8),
+    "l14": ModelSpec("ViT-L-14-336", 336, repeats=2, quick_repeats=1, calib_batch=1),
 }
 PCA_DIM, NUM_BASIS = 512, 250        # the paper's head (REFERENCE section 2)
 BATCHES = (1, 8)
+VARIANT_FILES = ("fp32", "int8", "fp32_fused")   # ORT variants timed, when their file exists
 TARGETS = {
     "ort_fp32_vs_eager": 1.3,        # ORT FP32 >= 1.3x PyTorch eager
     "int8_vs_fp32_b8": 3.0,          # ORT INT8 >= 3x ORT FP32 at batch 8
@@ -154,11 +156,17 @@ def measure_model(key: str, spec: ModelSpec, args, workdir: Path) -> dict:
                  "params_m": sum(p.numel() for m in (scorer.backbone.image_encoder(), scorer.head)
                                  for p in m.parameters()) / 1e6}
     paths = graphs.make_artifacts(scorer, preprocess, spec.image_size, workdir / key, args.pipeline,
-                                  calib_images=args.calib_images, log=log)
+                                  calib_images=args.calib_images, log=log, calib_batch=spec.calib_batch)
     res["pipeline"] = paths["pipeline"]
     res["fp32_mb"] = paths["fp32"].stat().st_size / 1e6
     res["int8_mb"] = paths["int8"].stat().st_size / 1e6
-    sessions = {v: graphs.ort_session(paths[v], args.threads) for v in ("fp32", "int8")}
+    if args.fuse:
+        v = model_cfg["vision_cfg"]
+        paths["fp32_fused"] = paths["fp32"].with_name("fp32_fused.onnx")
+        res["fusions"] = graphs.fuse_for_cpu(paths["fp32"], paths["fp32_fused"],
+                                             v["width"] // v.get("head_width", 64), v["width"])
+        log(f"[{key}] fused: {res['fusions']}")
+    sessions = {v: graphs.ort_session(paths[v], args.threads) for v in VARIANT_FILES if v in paths}
     gemms = graphs.gemm_calls(args.threads, size=1024 if args.quick else 2048)
     with torch.inference_mode():
         feats = scorer.backbone.encode_image(normalize(torch.from_numpy(pixels[8]), preprocess))
@@ -176,7 +184,7 @@ def measure_model(key: str, spec: ModelSpec, args, workdir: Path) -> dict:
         res["times"] = interleaved(calls, repeats)
         res["load_after"] = load1()
     t = res["times"]
-    for variant in ("eager", "ort_fp32", "ort_int8"):
+    for variant in ("eager", *(f"ort_{v}" for v in sessions)):
         res[variant] = {b: t[f"{variant}_b{b}"]["median"] for b in BATCHES}
         log(f"[{key}] {variant}: " + fmt_times(res[variant]))
     res["head_s_b8"] = t["head_b8"]["median"]
@@ -203,6 +211,9 @@ def derive(res: dict) -> dict:
         out[f"ort_fp32_vs_eager_b{b}"] = res["eager"][b] / res["ort_fp32"][b]
         out[f"int8_vs_fp32_b{b}"] = res["ort_fp32"][b] / res["ort_int8"][b]
     out["head_share_b8"] = res["head_s_b8"] / res["eager"][8]
+    if "ort_fp32_fused" in res:
+        for b in BATCHES:
+            out[f"fused_vs_fp32_b{b}"] = res["ort_fp32"][b] / res["ort_fp32_fused"][b]
     out["int8_size_ratio"] = res["int8_mb"] / res["fp32_mb"]
     return out
 
@@ -250,11 +261,18 @@ def print_report(env: dict, results: dict) -> None:
         print(f"FLOPs/img: analytic {f['total'] / 1e9:.2f} G (head {f['head'] / 1e6:.2f} M; attention core "
               f"{core / 1e9:.2f} G); FlopCounterMode {f['counted'] / 1e9:.2f} G (it does not count the CPU "
               f"SDPA kernel: + core = {(f['counted'] + core) / 1e9:.2f} G)")
-        print(f"{'variant':<12}{'b1 ms/img':>11}{'b8 ms/img':>11}{'b8 img/s':>10}{'GFLOP/s b8':>12}{'% peak b8':>11}")
-        for variant in ("eager", "ort_fp32", "ort_int8"):
+        print(f"{'variant':<15}{'b1 ms/img':>11}{'b8 ms/img':>11}{'b8 img/s':>10}{'GFLOP/s b8':>12}{'% peak b8':>11}")
+        for variant in ("eager", "ort_fp32", "ort_int8", "ort_fp32_fused"):
+            if variant not in res:
+                continue
             t = res[variant]
-            print(f"{variant:<12}{1000 * t[1]:>11.1f}{1000 * t[8] / 8:>11.1f}{8 / t[8]:>10.2f}"
-                  f"{d[f'{variant}_gflops_b8']:>12.0f}{100 * d[f'{variant}_frac_peak_b8']:>10.0f}%")
+            rate = res["flops"]["total"] * 8 / t[8]
+            peak = d["int8_peak"] if variant == "ort_int8" else d["fp32_peak"]
+            print(f"{variant:<15}{1000 * t[1]:>11.1f}{1000 * t[8] / 8:>11.1f}{8 / t[8]:>10.2f}"
+                  f"{rate / 1e9:>12.0f}{100 * rate / peak:>10.0f}%")
+        if "fusions" in res:
+            print(f"ORT transformers fusions {res['fusions']}: fused FP32 / shipped FP32 speed "
+                  f"b1 {d['fused_vs_fp32_b1']:.2f}x, b8 {d['fused_vs_fp32_b8']:.2f}x")
         print(f"files: FP32 {res['fp32_mb']:.1f} MB, INT8 {res['int8_mb']:.1f} MB")
         for variant in ("fp32", "int8"):
             prof = res.get(f"profile_{variant}_b8_ms")
@@ -274,6 +292,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--pipeline", choices=("auto", "shipped", "standalone"), default="auto")
     p.add_argument("--calib-images", type=int, default=16, help="random calibration images for INT8")
+    p.add_argument("--fuse", action="store_true",
+                   help="also time the FP32 graph after onnxruntime.transformers' ViT fusions (an experiment)")
     p.add_argument("--profile", action="store_true", help="also break ORT batch-8 time down by op type")
     p.add_argument("--workdir", type=Path, default=None, help="keep the ONNX files here (default: a temp dir)")
     p.add_argument("--out", type=Path, default=None, help="write every figure as JSON here")

@@ -93,7 +93,7 @@ def compress_fit_time(n: int = 10_000, d: int = 768, seed: int = 0) -> dict:
     t0 = time.perf_counter()
     res = compress(emb[train], scores[train], CompressConfig())
     t1 = time.perf_counter()
-    out = fit_head(head_from_compress(*res[:4]), emb[train], scores[train], emb[val], scores[val], FitConfig(),
+    out = fit_head(head_from_compress(*res), emb[train], scores[train], emb[val], scores[val], FitConfig(),
                    progress=False)
     t2 = time.perf_counter()
     return {"n": n, "D": d, "M": 512, "N": 240, "K": int(len(res.proto_scores)), "compress_s": t1 - t0,
@@ -112,8 +112,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--threads", type=int, default=0, help="torch CPU threads (0 = torch's default)")
     ap.add_argument("--json", type=Path)
     args = ap.parse_args(argv)
-    if args.threads:
+    if args.threads:  # torch and the BLAS numpy / scikit-learn use
+        from threadpoolctl import threadpool_limits
+
         torch.set_num_threads(args.threads)
+        threadpool_limits(args.threads)
     rows = []
     for device in args.devices.split(","):
         if device.startswith("cuda") and not torch.cuda.is_available():

@@ -73,3 +73,24 @@ def test_single_output_and_fixed_batch():
     with torch.no_grad():
         out = folded(torch.zeros(1, 3, pre.image_size, pre.image_size, dtype=torch.uint8))
     assert isinstance(out, torch.Tensor) and out.shape == (1,)
+
+
+@pytest.mark.parametrize("input_kind", ["uint8", "normalized"])
+def test_resnet_tower_keeps_explicit_normalization(input_kind):
+    """A ResNet stem conv is padded: normalisation cannot fold exactly, so the graph normalises first."""
+    from rali_edge.export.fold import InputNormalization
+    from rali_edge.model.tiny import tiny_resnet_backbone_config
+
+    scorer, pre = make_random_scorer(seed=3, backbone_config=tiny_resnet_backbone_config(image_size=32, width=8))
+    assert scorer.backbone.patch_embedding_name() is None
+    scorer = scorer.double()
+    folded = fold_scorer(scorer, pre, ExportSpec(image_size=pre.image_size, input_kind=input_kind))
+    has_norm = any(isinstance(m, InputNormalization) for m in folded.modules())
+    assert has_norm == (input_kind == "uint8")
+    pixels = torch.randint(0, 256, (4, 3, pre.image_size, pre.image_size), dtype=torch.uint8)
+    x = _normalize64(pixels, pre)
+    with torch.no_grad():
+        want = scorer.head(scorer.backbone.encode_image(x))
+        got = folded(pixels if input_kind == "uint8" else x)
+    assert torch.max(torch.abs(got - want)) < 1e-5
+    assert float(want.max() - want.min()) > 1e-6

@@ -64,8 +64,6 @@ def test_coreml_int8_weights(bundle, tmp_path):
     assert open_runner(res.path).metadata.precision == "int8-weights"
 
 
-@pytest.mark.xfail(strict=True, reason="rali_edge.quantize's FP16 ONNX fails onnx.checker (graph not "
-                   "topologically sorted around LayerNormalization casts); reported to the quantize owner")
 def test_onnx_fp16(bundle, tmp_path):
     res = export_bundle(bundle, "onnx", precision="fp16", out_dir=tmp_path)
     assert res.validation["max_abs_diff_score"] <= 2e-2

@@ -98,3 +98,16 @@ def test_modelopt_and_coreml_w8a8_fail_clearly_here(tmp_path):
         pkg.mkdir()
         with pytest.raises(NotRunnableHere, match="macOS"):
             quantize(CoreMLW8A8Config(), pkg, tmp_path / "q.mlpackage", cal)
+
+
+@pytest.mark.slow
+def test_float_input_graphs_are_calibrated_in_their_own_input_kind(int8_case, tmp_path):
+    from rali_edge.export.api import export_bundle
+    from rali_edge.runtime import open_runner
+
+    norm = export_bundle(int8_case["bundle"], "onnx", out_dir=tmp_path, input_kind="normalized").path
+    q = quantize(TensorRTInt8Config(method="minmax"), norm, tmp_path / "norm-int8.onnx", int8_case["calibration"])
+    pixels = int8_case["calibration"].pixels[:16]
+    want = open_runner(norm).run(pixels)["score"]
+    got = open_runner(q.path).run(pixels)["score"]
+    assert np.abs(got - want).mean() < 0.1  # calibrated on normalised floats, not raw 0..255 values

@@ -71,13 +71,13 @@ def test_transformer_blocks_split_the_trunk(graphs):
     assert not head & {n for b in blocks for n in b}
 
 
-def test_head_needs_a_layernorm_and_a_score_output():
+def test_head_needs_the_scoring_softmax_and_a_score_output():
     from onnx import TensorProto, helper
 
     x = helper.make_tensor_value_info("pixels", TensorProto.FLOAT, [1, 4])
     y = helper.make_tensor_value_info("score", TensorProto.FLOAT, [1, 4])
     model = helper.make_model(helper.make_graph([helper.make_node("Relu", ["pixels"], ["score"])], "g", [x], [y]))
-    with pytest.raises(ConfigError, match="LayerNormalization"):
+    with pytest.raises(ConfigError, match="Softmax"):
         find_float_nodes(model)
     with pytest.raises(ConfigError, match="no output named"):
         find_float_nodes(model, output="embedding")
@@ -98,3 +98,23 @@ def test_quick_gelu_needs_the_1702_constant():
 
     assert len(find_float_nodes(graph(1.702), keep_head=False).gelu) == 3
     assert find_float_nodes(graph(1.0), keep_head=False).gelu == ()  # SiLU-like, not QuickGELU
+
+
+@pytest.mark.slow
+def test_head_found_on_a_resnet_tower(tmp_path):
+    """No LayerNorm anywhere in a ResNet tower: the head is still found from the scoring softmax up."""
+    import onnx
+
+    from rali_edge.export.api import export_bundle
+    from rali_edge.model.tiny import make_random_bundle, tiny_resnet_backbone_config
+
+    bundle = make_random_bundle(tmp_path / "rn", backbone_config=tiny_resnet_backbone_config(image_size=32, width=8))
+    model = onnx.load(export_bundle(bundle, "onnx", "fp32", out_dir=tmp_path / "x").path)
+    assert not [n for n in model.graph.node if n.op_type == "LayerNormalization"]
+    plan = find_float_nodes(model)
+    head_ops = _ops(model, plan.head)
+    assert head_ops.count("Softmax") == 1 and head_ops.count("MatMul") + head_ops.count("Gemm") >= 3
+    producer = {o: n.name for n in model.graph.node for o in n.output}
+    assert producer["score"] in plan.head
+    convs = [n.name for n in model.graph.node if n.op_type == "Conv"]
+    assert convs and not set(convs) & set(plan.head)

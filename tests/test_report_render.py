@@ -14,7 +14,7 @@ from rali_edge.report.environment import collect_environment
 from rali_edge.report.results import BenchmarkReport
 from rali_edge.report.table import COLUMNS, Status
 
-from tests.test_report_table import sample_rows
+from test_report_table import sample_rows  # pytest puts tests/ on sys.path (prepend import mode)
 
 
 def make_report(max_plcc_drop=None) -> BenchmarkReport:

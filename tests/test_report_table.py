@@ -74,3 +74,15 @@ def test_row_to_dict_round_trips_json():
         assert d["status"] == row.status.value
         assert set(d) >= {"format", "precision", "status", "reason", "size_mb", "plcc", "srcc", "dplcc", "dsrcc",
                           "ms_per_img", "img_per_s"}
+
+
+def test_short_reason_keeps_the_head_and_notes_keep_the_rest():
+    from rali_edge.report.table import notes, short_reason
+
+    full = ("TensorRT needs a CUDA GPU + TensorRT (the tensorrt Python package is not installed); "
+            "build the engine on the target")
+    assert short_reason(full) == "TensorRT needs a CUDA GPU + TensorRT"
+    assert len(short_reason("x" * 200)) == 60 and short_reason("x" * 200).endswith("…")
+    row = BenchmarkRow("tensorrt", "fp16", Status.NOT_RUNNABLE, reason=short_reason(full), detail=full)
+    assert notes([row]) == [f"tensorrt fp16: {full}"]
+    assert notes(sample_rows()) == []   # no detail beyond the cell: no note

@@ -34,20 +34,21 @@ def tiny_data(tmp_path_factory):
     return ds.root, read_triplets(root / "triplets.jsonl")
 
 
-def _backbone():
+def _backbone(library: str = "open_clip"):
     from rali_edge.model.backbone import build_backbone
     from rali_edge.model.tiny import tiny_backbone_config
 
     torch.manual_seed(0)
-    return build_backbone(tiny_backbone_config("open_clip", 32))
+    return build_backbone(tiny_backbone_config(library, 32))
 
 
 CFG = AlignConfig(lr=1e-3, batch_size=8, max_steps=4, checkpoint_every=100, warmup_fraction=0.25)
 
 
-def test_align_trains_the_image_tower_and_leaves_the_text_tower_alone(tiny_data, tmp_path):
+@pytest.mark.parametrize("library", ["open_clip", "hf"])
+def test_align_trains_the_image_tower_and_leaves_the_text_tower_alone(tiny_data, tmp_path, library):
     root, triplets = tiny_data
-    bb = _backbone()
+    bb = _backbone(library)
     image_before = {k: v.clone() for k, v in bb.image_encoder().state_dict().items()}
     text_before = [p.detach().clone() for p in bb.text_parameters()]
     result = align(bb, triplets, root, CFG, tmp_path, progress=False)
@@ -125,3 +126,13 @@ def test_bf16_is_refused_on_the_cpu():
 
     with pytest.raises(ConfigError, match="bf16"):
         _accelerator(AlignConfig(mixed_precision="bf16"))
+
+
+def test_unreadable_training_images_are_named(tmp_path):
+    from rali_edge.bundle import PreprocessConfig
+    from rali_edge.errors import DataError
+    from rali_edge.train.embeddings import PixelSource
+
+    (tmp_path / "broken.png").write_bytes(b"not a png")
+    with pytest.raises(DataError, match="broken.png"):
+        PixelSource([tmp_path / "broken.png"], PreprocessConfig(image_size=32, resize=32), progress=False)

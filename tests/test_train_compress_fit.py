@@ -7,7 +7,14 @@ import pytest
 import torch
 
 from rali_edge.errors import ConfigError, DataError
-from rali_edge.train.compress import CompressConfig, allocate_clusters, bucket_index, compress, project
+from rali_edge.train.compress import (
+    CompressConfig,
+    allocate_clusters,
+    bucket_index,
+    compress,
+    compress_with_info,
+    project,
+)
 from rali_edge.train.fit import FitConfig, fit_head, head_from_compress
 
 
@@ -22,15 +29,15 @@ def _data(n=400, d=24, seed=0):
 def test_bucketed_kmeans_gives_exactly_k_covering_every_bucket_with_member_means():
     emb, scores = _data()
     cfg = CompressConfig(pca_dim=8, num_buckets=20, num_basis=37, seed=3)
-    res = compress(emb, scores, cfg)
+    res, info = compress_with_info(emb, scores, cfg)
     assert res.prototypes.shape == (37, 8) and res.proto_scores.shape == (37,)
     buckets = bucket_index(scores, 20, 1.0, 5.0)
-    assert set(res.bucket_of.tolist()) == set(buckets.tolist())  # every non-empty bucket has a centroid
+    assert set(info.bucket_of.tolist()) == set(buckets.tolist())  # every non-empty bucket has a centroid
     # centroid score = mean score of its members: rebuild memberships by nearest centroid in the bucket
     feats = project(emb, res.pca_mean.astype(np.float64), res.pca_components.astype(np.float64), True)
     for b in np.unique(buckets):
         members = np.flatnonzero(buckets == b)
-        cents = np.flatnonzero(res.bucket_of == b)
+        cents = np.flatnonzero(info.bucket_of == b)
         d2 = ((feats[members][:, None, :] - res.prototypes[cents][None]) ** 2).sum(-1)
         owner = cents[d2.argmin(1)]
         for c in cents:
@@ -74,13 +81,16 @@ def test_fitting_lowers_the_loss_and_keeps_the_best_head():
     torch.manual_seed(0)
     emb, scores = _data(n=600, d=24, seed=1)
     res = compress(emb[:500], scores[:500], CompressConfig(pca_dim=8, num_buckets=16, num_basis=24))
-    head = head_from_compress(*res[:4])
+    pca_mean, pca_components, prototypes, proto_scores = res  # the documented 4-tuple
+    head = head_from_compress(pca_mean, pca_components, prototypes, proto_scores)
     assert float(head.logit_scale.detach()) == pytest.approx(1 / 0.07)
-    before = float(torch.mean((head(torch.from_numpy(emb[500:])) - torch.from_numpy(scores[500:]).float()) ** 2))
+    with torch.no_grad():
+        before = float(torch.mean((head(torch.from_numpy(emb[500:])) - torch.from_numpy(scores[500:]).float()) ** 2))
     comps_before = head.pca_components.detach().clone()
     out = fit_head(head, emb[:500], scores[:500], emb[500:], scores[500:],
                    FitConfig(epochs=30, batch_size=64, patience=30), progress=False)
-    after = float(torch.mean((out.head(torch.from_numpy(emb[500:])) - torch.from_numpy(scores[500:]).float()) ** 2))
+    with torch.no_grad():
+        after = float(torch.mean((out.head(torch.from_numpy(emb[500:])) - torch.from_numpy(scores[500:]).float()) ** 2))
     assert after < 0.7 * before
     assert out.history[-1]["train_loss"] < out.history[0]["train_loss"]
     assert out.best_val_mse == pytest.approx(min(r["val_mse"] for r in out.history))

@@ -12,6 +12,7 @@ from rali_edge.cli import (
     eval_cmd,
     export_cmd,
     official_cmd,
+    quantize_cmd,
     score_cmd,
     teacher_cmd,
     train_cmd,
@@ -48,6 +49,7 @@ app.command("eval")(eval_cmd.evaluate)
 app.command("score")(score_cmd.score)
 app.command("import-official")(official_cmd.import_official)
 app.command("export")(export_cmd.export)
+app.command("quantize")(quantize_cmd.quantize)
 app.command("validate")(validate_cmd.validate)
 app.command("benchmark")(benchmark_cmd.benchmark)
 

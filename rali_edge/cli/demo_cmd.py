@@ -12,7 +12,7 @@ from rali_edge.cli._common import console, friendly_errors
 WHAT_NEXT = """\
 [bold]What next[/]
   - Train on real data on a GPU with the paper's settings (CLIP ViT-L/14-336):
-      rali-edge train --config configs/train/koniq_paper.toml
+      rali-edge train --config configs/train/koniq_vitl336.toml
     (several GPUs: accelerate launch -m rali_edge.cli.app train --config ...)
   - Import the official RALI weights:  rali-edge import-official checkpoints/ --out rali-official --trust-pickle
   - Build a TensorRT engine on a Jetson: run the trtexec line written beside the tensorrt-profile ONNX:

@@ -13,7 +13,7 @@ _STAGE_CHOICES = {"align": ("align",), "compress": ("compress",), "fit": ("fit",
 
 @friendly_errors
 def train(
-    config: Path = typer.Option(None, "--config", "-c", help="Training TOML ([data], [backbone], [align], [compress], [fit])."),
+    config: Path = typer.Option(None, "--config", "-c", help="Training TOML with sections data, backbone, align, compress, fit (configs/train/)."),
     out: Path = typer.Option(Path("runs/train"), "--out", "-o", help="Output folder; stages done there are skipped."),
     stage: str = typer.Option("all", "--stage", help="align | compress | fit | all"),
     set_: list[str] = typer.Option([], "--set", help="Override a field: section.field=value (TOML value), repeatable."),

@@ -59,9 +59,13 @@ def fold_scorer(scorer: nn.Module, preprocess: PreprocessConfig, spec: ExportSpe
     backbone, head = scorer.backbone, scorer.head
     encoder = copy.deepcopy(backbone.image_encoder()).eval()
     scale = INPUT_SCALE[spec.input_kind]
-    if scale is not None:
-        _fold_normalization(encoder, backbone.patch_embedding_name(), scale, preprocess.mean, preprocess.std)
     trunk, projection = split_projection(backbone, encoder)
+    if scale is not None:
+        conv_name = backbone.patch_embedding_name()
+        if conv_name is not None:
+            _fold_normalization(encoder, conv_name, scale, preprocess.mean, preprocess.std)
+        else:  # no padding-free patch conv (e.g. a ResNet stem): normalise explicitly in the graph
+            trunk = nn.Sequential(InputNormalization(scale, preprocess.mean, preprocess.std), trunk)
     dtype = head.pca_components.dtype
     affine = _pca_affine(head, projection, dtype)
     basis = _basis_linear(head, dtype)
@@ -70,6 +74,20 @@ def fold_scorer(scorer: nn.Module, preprocess: PreprocessConfig, spec: ExportSpe
 
 
 # ---------------------------------------------------------------- normalisation into the patch conv
+
+
+class InputNormalization(nn.Module):
+    """(x * scale - mean) / std per channel, as one multiply-add, for towers it cannot be folded into."""
+
+    def __init__(self, scale: float, mean, std):
+        super().__init__()
+        m = torch.tensor(mean, dtype=torch.float64).view(1, 3, 1, 1)
+        s = torch.tensor(std, dtype=torch.float64).view(1, 3, 1, 1)
+        self.register_buffer("mul", (scale / s).float())
+        self.register_buffer("add", (-m / s).float())
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x * self.mul.to(x.dtype) + self.add.to(x.dtype)
 
 
 def _fold_normalization(encoder: nn.Module, conv_name: str, scale: float, mean, std) -> None:

@@ -32,7 +32,9 @@ class Backbone(nn.Module):
         visual = {id(p) for p in self.image_encoder().parameters()}
         return (p for p in self.parameters() if id(p) not in visual)
 
-    def patch_embedding_name(self) -> str:
+    def patch_embedding_name(self) -> str | None:
+        """Dotted name of the padding-free patch Conv2d inside image_encoder(), into which export folds
+        the input normalisation exactly; None when the tower has none (e.g. a ResNet stem)."""
         raise NotImplementedError
 
     def default_preprocess(self) -> PreprocessConfig:

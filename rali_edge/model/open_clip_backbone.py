@@ -33,16 +33,12 @@ class OpenClipBackbone(Backbone):
     def image_encoder(self) -> nn.Module:
         return self.model.visual
 
-    def patch_embedding_name(self) -> str:
+    def patch_embedding_name(self) -> str | None:
         from open_clip.transformer import VisionTransformer
 
-        if isinstance(self.model.visual, VisionTransformer):
-            return "conv1"
-        # Folding mean/std into a padded stem conv is not exact, so only ViT patch convs qualify.
-        raise UnsupportedOptionError(
-            f"open_clip model {self.config.name!r}: image tower {type(self.model.visual).__name__} has no "
-            "padding-free patch-embedding convolution to fold normalization into"
-        )
+        # Folding mean/std into a padded stem conv (ResNets, timm stems) is not exact: only ViT patch
+        # convs qualify; for the others export keeps an explicit normalisation layer.
+        return "conv1" if isinstance(self.model.visual, VisionTransformer) else None
 
     def encode_text(self, texts: list[str]) -> torch.Tensor:
         if self._tokenizer is None:

@@ -72,6 +72,30 @@ def tiny_backbone_config(library: str = "open_clip", image_size: int = 32) -> Ba
     return _TINY[library](image_size, patch)
 
 
+def tiny_resnet_backbone_config(image_size: int = 64, width: int = 16, context: int = 77) -> BackboneConfig:
+    """A small open_clip CLIP whose image tower is a ModifiedResNet (stages of 1 block, base `width`).
+
+    CNNs pick up low-level quality cues (blur, noise, blocking) from little data far better than a
+    tiny ViT, which memorises image content instead; the demo trains this one from scratch. Export
+    keeps an explicit normalisation layer for it (its stem conv is padded, so nothing folds exactly).
+    """
+    from rali_edge.bundle import CLIP_MEAN, CLIP_STD
+    from rali_edge.model.backbone import open_clip_backbone_config
+
+    if image_size % 32:
+        raise ConfigError(f"tiny ResNet: image_size {image_size} must be a multiple of 32")
+    model_cfg = {
+        "embed_dim": TINY_WIDTH,
+        "quick_gelu": True,
+        "vision_cfg": {"image_size": image_size, "layers": [1, 1, 1, 1], "width": width, "head_width": 16},
+        "text_cfg": {"context_length": context, "vocab_size": CLIP_VOCAB, "width": TINY_WIDTH,
+                     "heads": TINY_HEADS, "layers": TINY_LAYERS},
+    }
+    pcfg = {"size": image_size, "mean": list(CLIP_MEAN), "std": list(CLIP_STD),
+            "interpolation": "bicubic", "resize_mode": "shortest"}
+    return open_clip_backbone_config("rali-tiny-open-clip-rn", None, model_cfg, pcfg)
+
+
 def random_head(embed_dim: int, pca_dim: int, num_basis: int, generator: torch.Generator):
     """A random head whose basis scores spread evenly over [1, 5] (so scores vary with the image)."""
     from rali_edge.model.head import RaliHead
@@ -89,12 +113,15 @@ def random_head(embed_dim: int, pca_dim: int, num_basis: int, generator: torch.G
 
 
 def make_random_scorer(library: str = "open_clip", pca_dim: int = 8, num_basis: int = 6, seed: int = 0,
-                       image_size: int = 32):
-    """(RaliScorer, PreprocessConfig) with random weights, deterministic for a seed."""
+                       image_size: int = 32, backbone_config: BackboneConfig | None = None):
+    """(RaliScorer, PreprocessConfig) with random weights, deterministic for a seed.
+
+    `backbone_config` overrides the tiny ViT of `library` (e.g. `tiny_resnet_backbone_config()`).
+    """
     from rali_edge.model.backbone import build_backbone
     from rali_edge.model.scorer import RaliScorer
 
-    cfg = tiny_backbone_config(library, image_size)
+    cfg = backbone_config or tiny_backbone_config(library, image_size)
     torch.manual_seed(seed)
     backbone = build_backbone(cfg)
     gen = torch.Generator().manual_seed(seed)
@@ -103,9 +130,10 @@ def make_random_scorer(library: str = "open_clip", pca_dim: int = 8, num_basis: 
 
 
 def make_random_bundle(out_dir: str | os.PathLike[str], library: str = "open_clip", pca_dim: int = 8,
-                       num_basis: int = 6, seed: int = 0, image_size: int = 32) -> Path:
+                       num_basis: int = 6, seed: int = 0, image_size: int = 32,
+                       backbone_config: BackboneConfig | None = None) -> Path:
     """Save a tiny random-weight scorer bundle at out_dir (for tests, demos and benchmarks)."""
-    scorer, preprocess = make_random_scorer(library, pca_dim, num_basis, seed, image_size)
+    scorer, preprocess = make_random_scorer(library, pca_dim, num_basis, seed, image_size, backbone_config)
     prov = Provenance.now(seeds=[seed], notes={"random_weights": True,
                                                 "made_by": "rali_edge.model.tiny.make_random_bundle"})
     return scorer.save(out_dir, preprocess, prov)

@@ -9,7 +9,11 @@ weights; "tensorrt" = s8 symmetric activations and weights.
 
 from __future__ import annotations
 
+import contextlib
+import io
+import logging
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -25,6 +29,28 @@ if TYPE_CHECKING:
 
 _ONNX_FLOAT = 1
 _ONNX_UINT8 = 2
+# ORT's histogram calibrators (entropy, percentile) stack all batches with np.asarray, so they need
+# batches of one shape; MinMax reduces inside the graph and takes a ragged last batch.
+_EQUAL_BATCH_METHODS = ("entropy", "percentile")
+
+_log = logging.getLogger(__name__)
+
+
+@contextlib.contextmanager
+def quiet_stdout(what: str) -> Iterator[None]:
+    """Capture what a third-party quantizer prints to stdout and send it to this module's logger.
+
+    ORT's calibrators (HistogramCollector, "Collecting tensor data and making histogram ...", thresholds)
+    and ModelOpt report with bare print() calls; library code must not write to the caller's stdout
+    (a CLI may be piping JSON there), so the text is kept at DEBUG level instead of being lost.
+    """
+    buf = io.StringIO()
+    try:
+        with contextlib.redirect_stdout(buf):
+            yield
+    finally:
+        if buf.getvalue().strip():
+            _log.debug("%s printed:\n%s", what, buf.getvalue().rstrip())
 
 
 def _method(name: str):
@@ -54,17 +80,42 @@ def model_input(model) -> tuple[str, int, int | None]:
     return inputs[0].name, t.elem_type, batch
 
 
-def feed_batches(calibration: CalibrationSet, elem_type: int, batch: int, fixed: bool) -> list[np.ndarray]:
-    """Calibration pixels in the model's input type (uint8 as is, float normalised), cut in batches."""
-    pixels = calibration.pixels
-    if elem_type == _ONNX_FLOAT:
-        if not calibration.provenance.get("preprocess"):
-            raise ConfigError("the model takes normalised float input but the calibration set has no preprocess")
-        mean = np.asarray(calibration.provenance["preprocess"]["mean"], np.float32).reshape(1, 3, 1, 1)
-        std = np.asarray(calibration.provenance["preprocess"]["std"], np.float32).reshape(1, 3, 1, 1)
-        pixels = ((pixels.astype(np.float32) / 255.0) - mean) / std
-    elif elem_type != _ONNX_UINT8:
+def input_kind_of(model, elem_type: int) -> str:
+    """"uint8", "unit" or "normalized", from the exporter's metadata (float input without it is ambiguous)."""
+    if elem_type == _ONNX_UINT8:
+        return "uint8"
+    if elem_type != _ONNX_FLOAT:
         raise ConfigError(f"unsupported image input element type {elem_type} (uint8 or float32 expected)")
+    kind = {p.key: p.value for p in model.metadata_props}.get("rali_edge.input_kind")
+    if kind not in ("unit", "normalized"):
+        raise ConfigError("the model takes float input but its metadata does not say whether it is 'unit' "
+                          "([0, 1]) or 'normalized' (mean/std applied); export it with rali_edge.export")
+    return kind
+
+
+def equal_batch_size(count: int, batch: int) -> int:
+    """The largest size <= `batch` that cuts `count` images into equal batches (13 images, 8 -> 1)."""
+    return next(b for b in range(min(batch, count), 0, -1) if count % b == 0) if count else batch
+
+
+def feed_batches(calibration: CalibrationSet, input_kind: str, batch: int, fixed: bool,
+                 equal: bool = False) -> list[np.ndarray]:
+    """Calibration pixels converted to the model's input kind, cut in batches of the model's batch.
+
+    A fixed-batch model only gets full batches. With `equal` (histogram calibrators), a dynamic-batch
+    model gets batches all of one size, smaller than `batch` when needed so that no image is dropped.
+    """
+    pixels = calibration.pixels
+    if input_kind in ("unit", "normalized"):
+        pixels = pixels.astype(np.float32) / np.float32(255.0)
+    if input_kind == "normalized":
+        pre = calibration.provenance.get("preprocess")
+        if not pre:
+            raise ConfigError("the model takes normalised input but the calibration set has no preprocess")
+        pixels = (pixels - np.asarray(pre["mean"], np.float32).reshape(1, 3, 1, 1)) / np.asarray(
+            pre["std"], np.float32).reshape(1, 3, 1, 1)
+    if equal and not fixed:
+        batch = equal_batch_size(len(pixels), batch)
     chunks = [pixels[i:i + batch] for i in range(0, len(pixels), batch)]
     if fixed:
         chunks = [c for c in chunks if len(c) == batch]
@@ -132,7 +183,9 @@ def quantize_onnx_int8(config: OnnxInt8Config, source: Path, out: Path, calibrat
         named = Path(tmp) / "named.onnx"
         onnx.save(model, str(named))
         name, elem_type, fixed_batch = model_input(model)
-        batches = feed_batches(calibration, elem_type, fixed_batch or config.calibration_batch, bool(fixed_batch))
+        kind = input_kind_of(model, elem_type)
+        batches = feed_batches(calibration, kind, fixed_batch or config.calibration_batch, bool(fixed_batch),
+                               equal=config.method in _EQUAL_BATCH_METHODS)
         extra = {
             "ActivationSymmetric": act_sym,
             "WeightSymmetric": True,
@@ -144,12 +197,14 @@ def quantize_onnx_int8(config: OnnxInt8Config, source: Path, out: Path, calibrat
         }
         with atomic_path(out) as tmp_out:
             try:
-                quantize_static(
-                    str(named), str(tmp_out), _Reader(name, batches), quant_format=QuantFormat.QDQ,
-                    op_types_to_quantize=list(config.op_types), per_channel=config.per_channel,
-                    reduce_range=False, activation_type=act_type, weight_type=weight_type,
-                    nodes_to_exclude=plan.all(), calibrate_method=_method(config.method), extra_options=extra,
-                )
+                with quiet_stdout("onnxruntime.quantization"):
+                    quantize_static(
+                        str(named), str(tmp_out), _Reader(name, batches), quant_format=QuantFormat.QDQ,
+                        op_types_to_quantize=list(config.op_types), per_channel=config.per_channel,
+                        reduce_range=False, activation_type=act_type, weight_type=weight_type,
+                        nodes_to_exclude=plan.all(), calibrate_method=_method(config.method),
+                        extra_options=extra,
+                    )
             except Exception as exc:  # noqa: BLE001 - ORT raises bare Exceptions; re-raised with context
                 raise ExportError(f"{source}: INT8 quantization failed ({type(exc).__name__}: {exc})") from exc
     return {"float_nodes": plan.summary(), "float_node_names": plan.all(), "calibration_batches": len(batches),
@@ -188,12 +243,13 @@ def _modelopt(config: TensorRTInt8Config, source: Path, out: Path, calibration: 
         raise ConfigError(f"ModelOpt has no {config.method!r} calibration; use one of {sorted(methods)}")
     model = onnx.load(str(source))
     name, elem_type, fixed = model_input(model)
-    pixels = np.concatenate(feed_batches(calibration, elem_type, fixed or len(calibration), bool(fixed)))
+    kind = input_kind_of(model, elem_type)
+    pixels = np.concatenate(feed_batches(calibration, kind, fixed or len(calibration), bool(fixed)))
     plan = find_float_nodes(model, keep_head=config.keep_head_float)
     with tempfile.TemporaryDirectory(prefix="rali-mo-") as tmp:
         named = Path(tmp) / "named.onnx"
         onnx.save(model, str(named))
-        with atomic_path(out) as tmp_out:
+        with atomic_path(out) as tmp_out, quiet_stdout("modelopt.onnx.quantization"):
             modelopt_quantize(str(named), quantize_mode="int8", calibration_data={name: pixels},
                               calibration_method=methods[config.method],
                               nodes_to_exclude=list(plan.head), output_path=str(tmp_out))

@@ -3,8 +3,8 @@
 Names differ between exporters (dynamo vs TorchScript) and after any rewrite, so nothing here looks
 at node names: only op types, edges and constant values.
 
-- head: every node after the last LayerNormalization on the path to the `score` output (the CLIP
-  projection, PCA, L2 normalisation, basis similarity, softmax, score); quantizing it biases scores.
+- head: from the PCA affine layer (CLIP projection and PCA folded into one) to the `score` output
+  (PCA, L2 normalisation, basis similarity, softmax, score); quantizing it biases scores.
 - LayerNormalization, Softmax: numerically fragile in int8.
 - QuickGELU (CLIP's `x * sigmoid(1.702 x)`) and erf-GELU (`0.5 x (1 + erf(x / sqrt 2))`), and the
   fused `Gelu` op when an exporter emits it.
@@ -48,7 +48,7 @@ def ensure_node_names(model) -> None:
     """Give unnamed nodes unique names in place (ORT excludes nodes by name)."""
     used = {n.name for n in model.graph.node if n.name}
     for i, node in enumerate(model.graph.node):
-        if not node.name or node.name in ("",):
+        if not node.name:
             name = f"rali_{node.op_type}_{i}"
             while name in used:
                 name += "_"
@@ -124,24 +124,62 @@ class _Graph:
         return seen
 
 
+_LINEAR_OPS = ("MatMul", "Gemm")
+
+
+def _weight_input(g: _Graph, node) -> bool:
+    """Whether one of the node's inputs is a constant (directly, or through Transpose/Cast/Identity)."""
+    for name in node.input:
+        producer = g.producer.get(name)
+        if g.const(name) is not None or (producer is not None and producer.op_type == "Transpose"
+                                         and producer.input and g.const(producer.input[0]) is not None):
+            return True
+    return False
+
+
 def find_head(g: _Graph, output: str = "score") -> list:
-    """Nodes after the last LayerNormalization that feeds `output`, up to and including its producer."""
+    """The scoring head: from the PCA affine layer to `output` (PCA, L2 norm, basis, softmax, score).
+
+    Pattern: the last Softmax on the path to `output` is fed by the basis similarity (a MatMul/Gemm with
+    constant weights); walking up from the basis layer's activation input through the normalisation
+    ops, the first MatMul/Gemm with constant weights is the PCA affine layer (the projection and the
+    PCA folded into one). Every node that both descends from it and feeds `output` is the head. This
+    holds for ViT and ResNet towers alike and never reads node names.
+    """
     if output not in g.outputs:
         raise ConfigError(f"the graph has no output named {output!r} (outputs: {g.outputs})")
     up = g.ancestors([output])
-    norms = [n for n in g.nodes if n.op_type == "LayerNormalization" and id(n) in up]
-    if not norms:
-        raise ConfigError(
-            "no LayerNormalization feeds the score output, so the scoring head cannot be located; "
-            "export with opset >= 17 (fused LayerNormalization) or pass keep_head=False"
-        )
-    # The last one is the LayerNorm none of whose descendants is another LayerNorm on the path.
-    norm_ids = {id(n) for n in norms}
-    last = [n for n in norms if not (g.descendants(n) & norm_ids)]
+    softmaxes = [n for n in g.nodes if n.op_type == "Softmax" and id(n) in up]
+    soft_ids = {id(n) for n in softmaxes}
+    last = [n for n in softmaxes if not (g.descendants(n) & soft_ids & up)]
     if len(last) != 1:
-        raise ConfigError(f"found {len(last)} final LayerNormalization nodes on the score path; expected 1")
-    after = g.descendants(last[0])
+        raise ConfigError(f"found {len(last)} final Softmax nodes on the path to {output!r}; expected the "
+                          "scoring head's one (is this a rali-edge scorer graph?)")
+    basis = g.producer.get(last[0].input[0])
+    if basis is None or basis.op_type not in _LINEAR_OPS:
+        raise ConfigError("the scoring softmax is not fed by a MatMul/Gemm (basis similarity); "
+                          "cannot locate the scoring head")
+    affine = _first_linear_above(g, basis)
+    after = g.descendants(affine) | {id(affine)}
     return [n for n in g.nodes if id(n) in after and id(n) in up]
+
+
+def _first_linear_above(g: _Graph, basis) -> object:
+    """Breadth-first up from the basis layer's non-constant input: the first MatMul/Gemm with weights."""
+    frontier = [g.producer[i] for i in basis.input if i in g.producer and g.const(i) is None
+                and g.producer[i].op_type != "Transpose"]
+    seen: set[int] = set()
+    while frontier:
+        nxt = []
+        for node in frontier:
+            if id(node) in seen:
+                continue
+            seen.add(id(node))
+            if node.op_type in _LINEAR_OPS and _weight_input(g, node):
+                return node
+            nxt.extend(g.producer[i] for i in node.input if i in g.producer)
+        frontier = nxt
+    raise ConfigError("no MatMul/Gemm with constant weights above the basis layer; cannot locate the PCA layer")
 
 
 def find_quick_gelu(g: _Graph) -> list:

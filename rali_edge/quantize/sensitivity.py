@@ -75,7 +75,9 @@ def _scores(path: Path, pixels: np.ndarray, batch: int = 32) -> np.ndarray:
 
     import onnx
 
-    name, _, _ = model_input(onnx.load(str(path), load_external_data=False))
+    name, elem_type, _ = model_input(onnx.load(str(path), load_external_data=False))
+    if elem_type != 2:  # onnx.TensorProto.UINT8
+        raise ConfigError(f"{path}: sensitivity and budget search support uint8-input graphs (the default export)")
     sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     out_names = [o.name for o in sess.get_outputs()]
     idx = out_names.index("score")

@@ -7,7 +7,6 @@ NotRunnableHere -> "not runnable here", any other RaliEdgeError -> "export faile
 
 from __future__ import annotations
 
-import importlib.util
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -78,8 +77,9 @@ class Variant:
 
 def _export(ctx: BuildContext, fmt: str, precision: str) -> Path:
     from rali_edge.export.api import export_bundle
+    from rali_edge.export.formats import caps
 
-    opset = ctx.opset if fmt in ("onnx", "ort", "tensorrt") else None
+    opset = ctx.opset if caps(fmt).opsets is not None else None   # Core ML has no opset
     result = export_bundle(ctx.bundle_dir, fmt, precision, batch=None, opset=opset,
                            out_dir=ctx.artifacts_dir, name=f"model-{fmt}-{precision}")
     return Path(result.path)
@@ -204,7 +204,3 @@ VARIANTS: dict[str, Variant] = {
     "tensorrt-int8": Variant("tensorrt", "int8", build_tensorrt_int8),
 }
 DEFAULT_VARIANTS = tuple(VARIANTS)
-
-
-def coremltools_installed() -> bool:
-    return importlib.util.find_spec("coremltools") is not None

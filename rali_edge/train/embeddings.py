@@ -41,15 +41,31 @@ def module_checksum(module: nn.Module) -> str:
     return tensors_checksum(sorted(module.state_dict().items()))
 
 
-def _load_uint8(paths: Sequence[Path], cfg: PreprocessConfig) -> torch.Tensor:
-    from rali_edge.data.images import load_images
-    from rali_edge.model.preprocess import uint8_batch
+def _decode_one(path: Path, cfg: PreprocessConfig) -> torch.Tensor | str:
+    from rali_edge.data.images import load_image
+    from rali_edge.errors import ImageLoadError
+    from rali_edge.model.preprocess import resize_and_crop, to_uint8_tensor
 
-    good, bad = load_images(paths)
+    try:
+        return to_uint8_tensor(resize_and_crop(load_image(path), cfg))
+    except ImageLoadError as e:
+        return f"{e.path}: {e.reason}"
+
+
+def _load_uint8(paths: Sequence[Path], cfg: PreprocessConfig) -> torch.Tensor:
+    """Decode, resize and crop a batch in threads (PIL releases the GIL while decoding)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    workers = max(1, min(8, os.cpu_count() or 1, len(paths)))
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        out = list(pool.map(lambda p: _decode_one(p, cfg), paths))
+    bad = [x for x in out if isinstance(x, str)]
     if bad:
-        shown = "; ".join(f"{b.path}: {b.reason}" for b in bad[:5])
-        raise DataError(f"{len(bad)} training image(s) could not be read ({shown}); fix or remove them from the data")
-    return uint8_batch([img for _, img in good], cfg)
+        raise DataError(f"{len(bad)} training image(s) could not be read ({'; '.join(bad[:5])}); "
+                        "fix or remove them from the data")
+    if not out:
+        return torch.empty((0, 3, cfg.image_size, cfg.image_size), dtype=torch.uint8)
+    return torch.stack(out)
 
 
 class PixelSource:

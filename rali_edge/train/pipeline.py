@@ -170,7 +170,7 @@ def run_compress(config: TrainConfig, out_dir: Path, progress: bool) -> dict:
     from safetensors.torch import save_file
 
     from rali_edge._atomic import atomic_path
-    from rali_edge.train.compress import compress
+    from rali_edge.train.compress import compress_with_info
 
     check_data(config, "compress")
     records = training_records(config)
@@ -179,14 +179,14 @@ def run_compress(config: TrainConfig, out_dir: Path, progress: bool) -> dict:
                       {"train": [records[i].image for i in train_idx], "val": [records[i].image for i in val_idx]})
     emb = _embeddings(config, out_dir, aligned_backbone(config, out_dir), records, progress)
     scores = np.array([r.score for r in records], dtype=np.float64)
-    res = compress(emb[train_idx], scores[train_idx], config.compress)
-    tensors = {name: torch.from_numpy(np.ascontiguousarray(getattr(res, name)))
-               for name in ("pca_mean", "pca_components", "prototypes", "proto_scores", "bucket_of")}
+    res, info = compress_with_info(emb[train_idx], scores[train_idx], config.compress)
+    tensors = {name: torch.from_numpy(np.ascontiguousarray(value)) for name, value in res._asdict().items()}
+    tensors["bucket_of"] = torch.from_numpy(info.bucket_of)
     with atomic_path(out_dir / "compress" / "compress.safetensors") as tmp:
         save_file(tensors, str(tmp))
     return {"train": len(train_idx), "val": len(val_idx), "num_basis": int(len(res.proto_scores)),
-            "buckets_used": int(len(set(res.bucket_of.tolist()))),
-            "explained_variance": float(res.explained_variance_ratio.sum())}
+            "buckets_used": int(len(set(info.bucket_of.tolist()))),
+            "explained_variance": float(info.explained_variance_ratio.sum())}
 
 
 def run_fit(config: TrainConfig, out_dir: Path, progress: bool) -> dict:
@@ -224,6 +224,12 @@ def run_fit(config: TrainConfig, out_dir: Path, progress: bool) -> dict:
 RUNNERS = {"align": run_align, "compress": run_compress, "fit": run_fit}
 
 
+def _is_main_process() -> bool:
+    # Under `accelerate launch` (torchrun env), every process aligns (DDP); compress and fit are
+    # single-process work, so only rank 0 does them and writes markers.
+    return int(os.environ.get("RANK", "0")) == 0
+
+
 def run_training(config: TrainConfig, out_dir: str | os.PathLike[str], stages: tuple[str, ...] = STAGES,
                  progress: bool = True) -> Path | None:
     """Run the requested stages (skipping complete ones); returns the bundle path once fit is done."""
@@ -233,7 +239,8 @@ def run_training(config: TrainConfig, out_dir: str | os.PathLike[str], stages: t
         raise ConfigError(f"unknown stage(s) {unknown}; stages are {list(STAGES)}")
     hashes = stage_hashes(config)
     out_dir.mkdir(parents=True, exist_ok=True)
-    atomic_write_json(out_dir / "train_config.json", config.to_dict())
+    if _is_main_process():
+        atomic_write_json(out_dir / "train_config.json", config.to_dict())
     for i, stage in enumerate(STAGES):
         if stage_done(out_dir, stage, hashes[stage]):
             continue
@@ -241,9 +248,12 @@ def run_training(config: TrainConfig, out_dir: str | os.PathLike[str], stages: t
             if any(s in stages for s in STAGES[i + 1 :]):
                 raise ConfigError(f"stage {stage} has not completed in {out_dir}; run it first (--stage {stage} or all)")
             continue
+        if stage != "align" and not _is_main_process():
+            return None
         (out_dir / stage).mkdir(parents=True, exist_ok=True)
         info = RUNNERS[stage](config, out_dir, progress)
-        _mark_done(out_dir, stage, hashes[stage], info)
+        if _is_main_process():
+            _mark_done(out_dir, stage, hashes[stage], info)
     return out_dir / "bundle" if stage_done(out_dir, "fit", hashes["fit"]) else None
 
 
