@@ -83,7 +83,7 @@ def shipped_available() -> tuple[bool, str]:
 
 
 def make_artifacts(scorer, preprocess, image_size: int, out_dir: Path, pipeline: str, calib_images: int,
-                   log, calib_batch: int = 8) -> dict:
+                   log, calib_batch: int = 8, reuse: bool = False) -> dict:
     """{"pipeline", "fp32": Path, "int8": Path}: ONNX FP32 (uint8 input, dynamic batch) and INT8 (cpu profile)."""
     out_dir.mkdir(parents=True, exist_ok=True)
     ok, why = shipped_available()
@@ -93,23 +93,28 @@ def make_artifacts(scorer, preprocess, image_size: int, out_dir: Path, pipeline:
     rng = np.random.default_rng(123)
     calib = rng.integers(0, 256, (calib_images, 3, image_size, image_size), dtype=np.uint8)
     if use_shipped:
-        return _shipped(scorer, preprocess, out_dir, calib, log, calib_batch)
+        return _shipped(scorer, preprocess, out_dir, calib, log, calib_batch, reuse)
     log(f"standalone export ({why or 'asked for'})")
     return _standalone(scorer, preprocess, image_size, out_dir, calib, log)
 
 
-def _shipped(scorer, preprocess, out_dir: Path, calib: np.ndarray, log, calib_batch: int) -> dict:
+def _shipped(scorer, preprocess, out_dir: Path, calib: np.ndarray, log, calib_batch: int, reuse: bool) -> dict:
     from rali_edge.bundle import Provenance
     from rali_edge.calibration import from_pixels
     from rali_edge.export.api import export_bundle
     from rali_edge.quantize.api import quantize
     from rali_edge.quantize.config import OnnxInt8Config
 
-    log("saving the random-weight bundle")
-    bundle = scorer.save(out_dir / "bundle", preprocess,
-                         Provenance.now(seeds=[0], notes={"random_weights": True, "made_by": "bench_perf"}))
-    log("exporting ONNX FP32 (rali_edge.export)")
-    fp32 = Path(export_bundle(bundle, "onnx", "fp32", out_dir=out_dir / "onnx").path)
+    previous = sorted((out_dir / "onnx").glob("*.onnx")) if reuse else []
+    if previous:   # --reuse: the FP32 export of an earlier run in the same --workdir (same seed, same model)
+        fp32 = previous[0]
+        log(f"reusing {fp32}")
+    else:
+        log("saving the random-weight bundle")
+        bundle = scorer.save(out_dir / "bundle", preprocess,
+                             Provenance.now(seeds=[0], notes={"random_weights": True, "made_by": "bench_perf"}))
+        log("exporting ONNX FP32 (rali_edge.export)")
+        fp32 = Path(export_bundle(bundle, "onnx", "fp32", out_dir=out_dir / "onnx").path)
     log("quantizing INT8 cpu profile (rali_edge.quantize)")
     int8 = out_dir / "int8.onnx"
     # calibration_batch: ORT holds every intermediate tensor of a calibration batch; ViT-L/14@336 at

@@ -1,15 +1,19 @@
 """ORT INT8 vs FP32 latency of a ViT-B/16-size RALI scorer (224 px, RANDOM weights, real size).
 
 Not a test: run it by hand,
-    PYTHONPATH=. .venv/bin/python benchmarks/bench_int8.py [--workdir /tmp/rali-bench] [--reps 10]
+    PYTHONPATH=. .venv/bin/python benchmarks/bench_int8.py [--workdir /tmp/rali-bench-int8] [--reps 7]
 
 Builds (once, cached in --workdir) an open_clip ViT-B-16 (QuickGELU, like CLIP) scorer bundle with random
 weights and a 512-d PCA / 250-basis head, exports it with rali_edge.export (ONNX, dynamic batch), and
-quantizes it with rali_edge.quantize: `int8` = the default OnnxInt8Config (cpu profile), `int8-noattn` = the
-same with the attention q@k / attn@v MatMuls left in float, `int8-plain` =
-ORT's plain static QDQ (every supported op quantized, outputs quantized; the ~2.6x baseline). Latencies
-are medians of interleaved runs (each rep runs every model once at each batch size) so the machine's
-load drifts affect all models alike. Prints a table with ratios vs FP32 and file sizes.
+quantizes it with rali_edge.quantize: `int8` = the default OnnxInt8Config (cpu profile: MatMul/Gemm/Conv
+in INT8 with float outputs, head/LayerNorm/Softmax/QuickGELU float, bias Adds fused into
+MatMulIntegerToFloat), `int8-nobias` = the same without the bias fusion, `int8-noattn` = the default with
+the attention q@k / attn@v MatMuls left in float, `int8-plain` = ORT's plain static QDQ (every supported
+op quantized, outputs quantized, head quantized too). Latencies are medians of interleaved runs (each rep
+runs every model once at each batch size) so load drifts hit all models alike. Because the machine is
+shared, the process CPU time of each run is reported too (ORT thread spinning is disabled, so it counts
+work, not waiting): its ratios are the steadier estimate of what an idle machine would show.
+Results and the analysis of the remaining gap: benchmarks/RESULTS_int8.md.
 """
 
 from __future__ import annotations
@@ -61,14 +65,18 @@ def export_fp32(bundle: Path, workdir: Path) -> Path:
 
 
 def quantize_variants(fp32: Path, workdir: Path, calib: int) -> dict[str, Path]:
+    import hashlib
+    import json
+
     from rali_edge.calibration import from_pixels
-    from rali_edge.quantize import OnnxInt8Config, quantize
+    from rali_edge.quantize import OnnxInt8Config, config_to_dict, quantize
 
     # Random pixels are enough to time the graph; accuracy is measured by tests and `rali-edge validate`.
     pixels = np.random.default_rng(0).integers(0, 256, (calib, 3, IMAGE_SIZE, IMAGE_SIZE), dtype=np.uint8)
     cal = from_pixels(pixels, "random uint8 pixels (benchmark only)", seed=0)
     variants = {
         "int8": OnnxInt8Config(),
+        "int8-nobias": OnnxInt8Config(fuse_bias=False),
         "int8-noattn": OnnxInt8Config(quantize_attention_matmuls=False),
         "int8-plain": OnnxInt8Config(op_types=("Conv", "MatMul", "Gemm", "Add", "Mul", "Softmax", "Sigmoid",
                                                "LayerNormalization"), float_output_ops=(), keep_head_float=False,
@@ -76,7 +84,9 @@ def quantize_variants(fp32: Path, workdir: Path, calib: int) -> dict[str, Path]:
     }
     out = {}
     for name, config in variants.items():
-        path = workdir / f"vitb16-{name}.onnx"
+        # the file name carries a hash of the config, so a changed default is not served from cache
+        digest = hashlib.sha256(json.dumps(config_to_dict(config), sort_keys=True).encode()).hexdigest()[:8]
+        path = workdir / f"vitb16-{name}-{digest}.onnx"
         if not path.is_file():
             quantize(config, fp32, path, cal)
         out[name] = path
@@ -89,30 +99,36 @@ def session(path: Path, threads: int):
     so = ort.SessionOptions()
     so.intra_op_num_threads = threads
     so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    # no busy-waiting: process CPU time then measures work, which sharing the cores distorts less
+    so.add_session_config_entry("session.intra_op.allow_spinning", "0")
     return ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
 
 
-def measure(models: dict[str, Path], batches: tuple[int, ...], reps: int, threads: int) -> dict:
+def measure(models: dict[str, Path], batches: tuple[int, ...], reps: int, threads: int) -> tuple[dict, dict]:
+    """Medians of (wall ms, process CPU ms) per (model, batch)."""
     sessions = {name: session(p, threads) for name, p in models.items()}
     rng = np.random.default_rng(1)
     inputs = {b: rng.integers(0, 256, (b, 3, IMAGE_SIZE, IMAGE_SIZE), dtype=np.uint8) for b in batches}
     for s in sessions.values():  # warm-up
         for b in batches:
             s.run(None, {"pixels": inputs[b]})
-    times: dict[tuple[str, int], list[float]] = {(n, b): [] for n in sessions for b in batches}
+    wall: dict[tuple[str, int], list[float]] = {(n, b): [] for n in sessions for b in batches}
+    cpu: dict[tuple[str, int], list[float]] = {(n, b): [] for n in sessions for b in batches}
     for _ in range(reps):
         for b in batches:
             for name, s in sessions.items():
-                t = time.perf_counter()
+                c, t = time.process_time(), time.perf_counter()
                 s.run(None, {"pixels": inputs[b]})
-                times[(name, b)].append((time.perf_counter() - t) * 1000)
-    return {k: statistics.median(v) for k, v in times.items()}
+                wall[(name, b)].append((time.perf_counter() - t) * 1000)
+                cpu[(name, b)].append((time.process_time() - c) * 1000)
+    med = lambda d: {k: statistics.median(v) for k, v in d.items()}  # noqa: E731
+    return med(wall), med(cpu)
 
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--workdir", type=Path, default=Path("/tmp/rali-bench-int8"))
-    ap.add_argument("--reps", type=int, default=10)
+    ap.add_argument("--reps", type=int, default=7)
     ap.add_argument("--threads", type=int, default=os.cpu_count() or 1)
     ap.add_argument("--calib", type=int, default=16, help="random calibration images (speed only)")
     args = ap.parse_args(argv)
@@ -122,15 +138,21 @@ def main(argv: list[str] | None = None) -> int:
     fp32 = export_fp32(bundle, args.workdir)
     models = {"fp32": fp32, **quantize_variants(fp32, args.workdir, args.calib)}
     batches = (1, 8)
-    med = measure(models, batches, args.reps, args.threads)
+    load_before = os.getloadavg()
+    wall, cpu = measure(models, batches, args.reps, args.threads)
+    load_after = os.getloadavg()
     print(f"ViT-B/16 RALI scorer, {IMAGE_SIZE} px, random weights; ORT CPU, {args.threads} threads, "
           f"median of {args.reps} interleaved reps")
-    print(f"load average during the run: {os.getloadavg()[0]:.1f} (other processes share these cores)")
-    print(f"{'model':<12}{'MB':>8}{'b1 ms':>10}{'b8 ms':>10}{'x b1':>8}{'x b8':>8}")
+    print(f"load average (1/5/15 min) before {load_before[0]:.1f}/{load_before[1]:.1f}/{load_before[2]:.1f}, "
+          f"after {load_after[0]:.1f}/{load_after[1]:.1f}/{load_after[2]:.1f} (other processes share the cores)")
+    print(f"{'model':<13}{'MB':>7}{'b1 ms':>9}{'b8 ms':>9}{'x b1':>7}{'x b8':>7}  |{'cpu b1':>9}{'cpu b8':>9}"
+          f"{'x b1':>7}{'x b8':>7}")
     for name, path in models.items():
         mb = path.stat().st_size / 2**20
-        r1, r8 = med[("fp32", 1)] / med[(name, 1)], med[("fp32", 8)] / med[(name, 8)]
-        print(f"{name:<12}{mb:>8.1f}{med[(name, 1)]:>10.1f}{med[(name, 8)]:>10.1f}{r1:>8.2f}{r8:>8.2f}")
+        wr = [wall[("fp32", b)] / wall[(name, b)] for b in batches]
+        cr = [cpu[("fp32", b)] / cpu[(name, b)] for b in batches]
+        print(f"{name:<13}{mb:>7.1f}{wall[(name, 1)]:>9.1f}{wall[(name, 8)]:>9.1f}{wr[0]:>7.2f}{wr[1]:>7.2f}  |"
+              f"{cpu[(name, 1)]:>9.1f}{cpu[(name, 8)]:>9.1f}{cr[0]:>7.2f}{cr[1]:>7.2f}")
     return 0
 
 

@@ -156,7 +156,8 @@ def measure_model(key: str, spec: ModelSpec, args, workdir: Path) -> dict:
                  "params_m": sum(p.numel() for m in (scorer.backbone.image_encoder(), scorer.head)
                                  for p in m.parameters()) / 1e6}
     paths = graphs.make_artifacts(scorer, preprocess, spec.image_size, workdir / key, args.pipeline,
-                                  calib_images=args.calib_images, log=log, calib_batch=spec.calib_batch)
+                                  calib_images=args.calib_images, log=log, calib_batch=spec.calib_batch,
+                                  reuse=args.reuse)
     res["pipeline"] = paths["pipeline"]
     res["fp32_mb"] = paths["fp32"].stat().st_size / 1e6
     res["int8_mb"] = paths["int8"].stat().st_size / 1e6
@@ -295,6 +296,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--fuse", action="store_true",
                    help="also time the FP32 graph after onnxruntime.transformers' ViT fusions (an experiment)")
     p.add_argument("--profile", action="store_true", help="also break ORT batch-8 time down by op type")
+    p.add_argument("--reuse", action="store_true", help="reuse the FP32 export already in --workdir")
     p.add_argument("--workdir", type=Path, default=None, help="keep the ONNX files here (default: a temp dir)")
     p.add_argument("--out", type=Path, default=None, help="write every figure as JSON here")
     args = p.parse_args(argv)

@@ -33,9 +33,11 @@ class DemoSettings:
     grpo_steps: int
     describe_images: int
     clip_image_size: int
+    clip_width: int
     align_steps: int
     align_batch: int
     align_lr: float
+    align_temperature: float
     pca_dim: int
     num_buckets: int
     num_basis: int
@@ -47,17 +49,17 @@ class DemoSettings:
 
     @classmethod
     def full(cls) -> DemoSettings:
-        return cls(sources=24, image_size=96, text_seeds=(0, 1, 2), grpo_steps=2, describe_images=4,
-                   clip_image_size=64, align_steps=300, align_batch=64, align_lr=1e-3, pca_dim=32,
-                   num_buckets=24, num_basis=48, fit_epochs=200,
+        return cls(sources=24, image_size=64, text_seeds=(0, 1, 2), grpo_steps=2, describe_images=4,
+                   clip_image_size=64, clip_width=16, align_steps=400, align_batch=64, align_lr=3e-3,
+                   align_temperature=0.07, pca_dim=16, num_buckets=24, num_basis=32, fit_epochs=200,
                    formats=("pytorch-fp32", "onnx-fp32", "onnx-fp16", "onnx-int8-cpu", "onnx-int8-tensorrt",
                             "ort-fp32", "coreml-fp16", "coreml-int8w", "tensorrt-fp16", "tensorrt-int8"),
                    calib_size=300, bench_repeats=5)
 
     @classmethod
     def quick(cls) -> DemoSettings:
-        return dataclasses.replace(cls.full(), sources=12, text_seeds=(0, 1), grpo_steps=1, describe_images=2,
-                                   align_steps=120, fit_epochs=100, calib_size=100, bench_repeats=2,
+        return dataclasses.replace(cls.full(), sources=8, text_seeds=(0, 1), grpo_steps=1, describe_images=2,
+                                   align_steps=60, align_batch=32, fit_epochs=60, calib_size=64, bench_repeats=2,
                                    formats=("pytorch-fp32", "onnx-fp32", "onnx-int8-cpu", "onnx-int8-tensorrt",
                                             "ort-fp32", "coreml-fp16", "coreml-int8w", "tensorrt-int8"))
 
@@ -127,17 +129,22 @@ def _stage_teacher(out: Path, s: DemoSettings, done: dict, progress: bool) -> di
 
 
 def train_config(out: Path, s: DemoSettings, done: dict):
-    """The demo's training config: a small open_clip ViT from a config, on the template texts."""
+    """The demo's training config: a small open_clip CLIP from a config (ResNet image tower, see
+    `tiny_resnet_backbone_config` for why), trained from random weights on the template texts."""
+    from rali_edge.model.tiny import tiny_resnet_backbone_config
     from rali_edge.train.align import AlignConfig
     from rali_edge.train.compress import CompressConfig
     from rali_edge.train.config import BackboneSpec, DataConfig, TrainConfig
     from rali_edge.train.fit import FitConfig
 
     data = done["data"]
+    backbone_file = out / "train" / "backbone_config.json"
+    atomic_write_json(backbone_file, dataclasses.asdict(tiny_resnet_backbone_config(s.clip_image_size, s.clip_width)))
     return TrainConfig(
         data=DataConfig(train_meta=(data["train_meta"],), image_root=data["root"], triplets=done["texts"]["triplets"]),
-        backbone=BackboneSpec(source="tiny", library="open_clip", name="tiny-vit", image_size=s.clip_image_size),
-        align=AlignConfig(lr=s.align_lr, max_steps=s.align_steps, batch_size=s.align_batch, seed=s.seed),
+        backbone=BackboneSpec(source="random", config_file=str(backbone_file)),
+        align=AlignConfig(lr=s.align_lr, max_steps=s.align_steps, batch_size=s.align_batch,
+                          temperature=s.align_temperature, seed=s.seed),
         compress=CompressConfig(pca_dim=s.pca_dim, num_buckets=s.num_buckets, num_basis=s.num_basis, seed=s.seed),
         fit=FitConfig(epochs=s.fit_epochs, seed=s.seed),
     )
@@ -201,10 +208,12 @@ def _check_settings(out: Path, settings: DemoSettings) -> None:
 
 
 def run_demo(out_dir: str | os.PathLike[str], quick: bool = False, progress: bool = True,
-             on_stage: Callable[[str, str], None] | None = None) -> DemoResult:
-    """Run (or resume) every stage; `on_stage(stage, event)` is told 'start', 'done' or 'resumed'."""
+             on_stage: Callable[[str, str], None] | None = None, settings: DemoSettings | None = None) -> DemoResult:
+    """Run (or resume) every stage; `on_stage(stage, event)` is told 'start', 'done' or 'resumed'.
+
+    `settings` overrides the full/quick presets (for experiments and tests)."""
     out = Path(out_dir).absolute()
-    settings = DemoSettings.quick() if quick else DemoSettings.full()
+    settings = settings or (DemoSettings.quick() if quick else DemoSettings.full())
     out.mkdir(parents=True, exist_ok=True)
     _check_settings(out, settings)
     result = DemoResult(out_dir=out, settings=settings)

@@ -11,8 +11,8 @@ from rich.console import Console
 
 from rali_edge.errors import RaliEdgeError
 
-console = Console()
-err_console = Console(stderr=True)
+console = Console(soft_wrap=True)  # long paths and tables stay on one line
+err_console = Console(stderr=True, soft_wrap=True)
 
 F = TypeVar("F", bound=Callable[..., Any])
 

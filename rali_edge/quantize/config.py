@@ -60,11 +60,19 @@ class OnnxInt8Config:
     extra_float_nodes: tuple[str, ...] = ()   # node names kept float on top of the patterns (budget search)
     preprocess: bool = True                   # quant_pre_process with skip_symbolic_shape=True
     calibration_batch: int = 8
+    # MatMul + bias Add -> one MatMulIntegerToFloat with the bias inside (ort_fusions.py; ORT-only
+    # contrib op). None = on for the cpu profile, off for tensorrt (TensorRT has no such op).
+    fuse_bias: bool | None = None
+    # nn.MultiheadAttention's packed-QKV unpacking (5-D Transpose + Gathers) -> one Split: exact, standard ONNX
+    split_qkv: bool = True
     version: int = CONFIG_VERSION
 
     def __post_init__(self) -> None:
         _version(self.version)
         _choice(self.profile, PROFILES, "profile")
+        if self.fuse_bias and self.profile == "tensorrt":
+            raise ConfigError("fuse_bias writes an ONNX Runtime contrib op (MatMulIntegerToFloat), which "
+                              "TensorRT cannot parse; use it with profile='cpu' only")
         _choice(self.method, METHODS, "method")
         if not 90.0 <= self.percentile <= 100.0:
             raise ConfigError(f"percentile={self.percentile} must be in [90, 100]")
@@ -75,6 +83,11 @@ class OnnxInt8Config:
         object.__setattr__(self, "op_types", tuple(self.op_types))
         object.__setattr__(self, "extra_float_nodes", tuple(self.extra_float_nodes))
         object.__setattr__(self, "float_output_ops", tuple(self.float_output_ops))
+
+    @property
+    def bias_fusion(self) -> bool:
+        """Whether the bias fusion runs: the explicit setting, else on for the cpu profile."""
+        return self.profile == "cpu" if self.fuse_bias is None else self.fuse_bias
 
 
 @dataclass(frozen=True)

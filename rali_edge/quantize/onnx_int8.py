@@ -207,8 +207,24 @@ def quantize_onnx_int8(config: OnnxInt8Config, source: Path, out: Path, calibrat
                     )
             except Exception as exc:  # noqa: BLE001 - ORT raises bare Exceptions; re-raised with context
                 raise ExportError(f"{source}: INT8 quantization failed ({type(exc).__name__}: {exc})") from exc
+            rewrites = _post_process(Path(tmp_out), config)
     return {"float_nodes": plan.summary(), "float_node_names": plan.all(), "calibration_batches": len(batches),
-            "preprocessed": config.preprocess, "activation_type": str(act_type), "weight_type": str(weight_type)}
+            "preprocessed": config.preprocess, "activation_type": str(act_type), "weight_type": str(weight_type),
+            **rewrites}
+
+
+def _post_process(path: Path, config: OnnxInt8Config) -> dict[str, int]:
+    """The exact rewrites of ort_fusions on the quantized file at `path`; how many of each were made."""
+    import onnx
+
+    from rali_edge.quantize.ort_fusions import fuse_matmul_bias, split_packed_qkv
+
+    model = onnx.load(str(path))
+    counts = {"qkv_splits": split_packed_qkv(model) if config.split_qkv else 0,
+              "bias_fused_matmuls": fuse_matmul_bias(model) if config.bias_fusion else 0}
+    if any(counts.values()):
+        onnx.save_model(model, str(path))
+    return counts
 
 
 def quantize_for_tensorrt(config: TensorRTInt8Config, source: Path, out: Path,
@@ -222,6 +238,7 @@ def quantize_for_tensorrt(config: TensorRTInt8Config, source: Path, out: Path,
     if config.quantizer == "modelopt":
         return _modelopt(config, source, out, calibration)
     ort_config = OnnxInt8Config(profile="tensorrt", method=config.method, keep_head_float=config.keep_head_float,
+                                fuse_bias=False,
                                 calibration_batch=config.calibration_batch,
                                 # TensorRT fuses Q/DQ around GEMMs itself; float outputs are the norm there.
                                 float_output_ops=("MatMul", "Gemm"))

@@ -1,0 +1,49 @@
+"""`rali-edge demo --quick` runs the whole chain, and an interrupted or repeated run resumes."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from typer.testing import CliRunner
+
+from rali_edge.cli.app import app
+from rali_edge.demo import STAGES
+
+
+@pytest.mark.slow
+def test_quick_demo_runs_every_stage_and_resumes(tmp_path):
+    out = tmp_path / "demo"
+    result = CliRunner().invoke(app, ["demo", "--quick", "--out", str(out)], terminal_width=200)
+    assert result.exit_code == 0, f"{result.output}\n{result.exception!r}"
+    for stage in STAGES:
+        assert (out / "stages" / f"{stage}.json").is_file(), stage
+    ev = json.loads((out / "stages" / "evaluate.json").read_text())
+    assert ev["n"] > 0 and -1.0 <= ev["plcc"] <= 1.0
+    bench = json.loads((out / "stages" / "benchmark.json").read_text())
+    statuses = {(r["format"], r["precision"]): r["status"] for r in bench["rows"]}
+    assert statuses[("onnx", "fp32")] == "ok" and statuses[("onnx", "int8 (cpu)")] == "ok"
+    assert statuses[("coreml", "fp16")] == "simulated"
+    assert statuses[("tensorrt", "int8")] == "not_runnable"
+    for name in ("report.html", "report.md", "report.json"):
+        assert (out / "report" / name).is_file()
+    assert "not used for training" in result.output.replace("\n", " ")
+    assert "Format" in result.output and "PLCC" in result.output
+
+    # Interrupted after training: the next run redoes only what is missing.
+    (out / "stages" / "benchmark.json").unlink()
+    (out / "stages" / "evaluate.json").unlink()
+    again = CliRunner().invoke(app, ["demo", "--quick", "--out", str(out)], terminal_width=200)
+    assert again.exit_code == 0, again.output
+    assert "data: already done" in again.output and "train: already done" in again.output
+    assert "evaluate: already done" not in again.output
+
+
+def test_demo_refuses_a_folder_made_with_other_settings(tmp_path):
+    from rali_edge.demo import DemoSettings, _check_settings
+    from rali_edge.errors import ConfigError
+
+    _check_settings(tmp_path, DemoSettings.quick())
+    _check_settings(tmp_path, DemoSettings.quick())  # same settings: fine
+    with pytest.raises(ConfigError, match="other settings"):
+        _check_settings(tmp_path, DemoSettings.full())
