@@ -50,7 +50,7 @@ class DemoSettings:
     @classmethod
     def full(cls) -> DemoSettings:
         return cls(sources=24, image_size=64, text_seeds=(0, 1, 2), grpo_steps=2, describe_images=4,
-                   clip_image_size=64, clip_width=16, align_steps=400, align_batch=64, align_lr=3e-3,
+                   clip_image_size=64, clip_width=16, align_steps=1200, align_batch=64, align_lr=3e-3,
                    align_temperature=0.07, pca_dim=16, num_buckets=24, num_basis=32, fit_epochs=200,
                    formats=("pytorch-fp32", "onnx-fp32", "onnx-fp16", "onnx-int8-cpu", "onnx-int8-tensorrt",
                             "ort-fp32", "coreml-fp16", "coreml-int8w", "tensorrt-fp16", "tensorrt-int8"),

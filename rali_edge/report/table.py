@@ -144,9 +144,18 @@ def markdown_table(rows: list[BenchmarkRow]) -> str:
     return "\n".join(lines) + "\n"
 
 
+PLAIN_CELL = 22
+
+
+def _clip(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[: limit - 1].rstrip() + "…"
+
+
 def plain_table(rows: list[BenchmarkRow]) -> str:
-    """Fixed-width text table (for logs and terminals without rich)."""
-    cells = [list(COLUMNS)] + [row_cells(r) for r in rows]
+    """Fixed-width text table (for logs and terminals). A reason standing in a number column is
+    shortened to keep the table readable; the Status column and the reports carry it in full."""
+    cells = [list(COLUMNS)] + [[c if i < 4 else _clip(c, PLAIN_CELL) for i, c in enumerate(row_cells(r))]
+                               for r in rows]
     widths = [max(len(c[i]) for c in cells) for i in range(len(COLUMNS))]
     out = []
     for n, line in enumerate(cells):

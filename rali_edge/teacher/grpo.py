@@ -157,6 +157,21 @@ def load_processor(model: str, images: ImageBounds, subfolder: str = ""):
     return AutoProcessor.from_pretrained(model, padding_side="left", subfolder=subfolder, **kwargs)
 
 
+def load_model_and_processor(cfg, bf16: bool, model: Any = None, processor: Any = None) -> tuple[Any, Any]:
+    """The Qwen2.5-VL model (bf16 when training in bf16) and processor a teacher config names,
+    unless already given. Shared by GRPO and RACT."""
+    if model is None:
+        import torch
+        from transformers import Qwen2_5_VLForConditionalGeneration
+
+        model = Qwen2_5_VLForConditionalGeneration.from_pretrained(
+            cfg.model, dtype=torch.bfloat16 if bf16 else torch.float32, subfolder=cfg.model_subfolder
+        )
+    if processor is None:
+        processor = load_processor(cfg.model, cfg.images, cfg.model_subfolder)
+    return model, processor
+
+
 def train_grpo(
     cfg: GRPOTeacherConfig, model: Any = None, processor: Any = None, extra_rewards: Sequence[Callable] = ()
 ) -> TrainResult:
@@ -164,21 +179,13 @@ def train_grpo(
 
     `extra_rewards` are added after Q-Insight's rewards (TRL reward-function signature).
     """
-    import torch
-    from transformers import Qwen2_5_VLForConditionalGeneration
     from trl import GRPOTrainer
 
     cfg.validate()
     _check_vllm(cfg)
     args = grpo_args(cfg)
     dataset = build_dataset(task_rows(cfg))
-    if model is None:
-        dtype = torch.bfloat16 if args.bf16 else torch.float32
-        model = Qwen2_5_VLForConditionalGeneration.from_pretrained(
-            cfg.model, dtype=dtype, subfolder=cfg.model_subfolder
-        )
-    if processor is None:
-        processor = load_processor(cfg.model, cfg.images, cfg.model_subfolder)
+    model, processor = load_model_and_processor(cfg, args.bf16, model, processor)
     from rali_edge.teacher.callbacks import RewardLogCallback
 
     log = RewardLogCallback(Path(cfg.output_dir) / REWARD_LOG)

@@ -120,22 +120,14 @@ def sft_args(cfg: RACTConfig):
 
 
 def train_ract(cfg: RACTConfig, model: Any = None, processor: Any = None) -> RACTResult:
-    import torch
-    from transformers import Qwen2_5_VLForConditionalGeneration
     from trl import SFTTrainer
 
-    from rali_edge.teacher.grpo import load_processor
+    from rali_edge.teacher.grpo import load_model_and_processor
 
     cfg.validate()
     args = sft_args(cfg)
     dataset = build_sft_dataset(sft_rows(cfg))
-    if model is None:
-        dtype = torch.bfloat16 if args.bf16 else torch.float32
-        model = Qwen2_5_VLForConditionalGeneration.from_pretrained(
-            cfg.model, dtype=dtype, subfolder=cfg.model_subfolder
-        )
-    if processor is None:
-        processor = load_processor(cfg.model, cfg.images, cfg.model_subfolder)
+    model, processor = load_model_and_processor(cfg, args.bf16, model, processor)
     trainable, frozen = freeze_for(model, cfg.train)
     trainer = SFTTrainer(model=model, args=args, train_dataset=dataset, processing_class=processor)
     trainer.train()
