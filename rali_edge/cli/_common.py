@@ -35,3 +35,9 @@ def not_built_yet(command: str, issue: str) -> None:
     """For planned commands: say so and exit non-zero instead of pretending to work."""
     err_console.print(f"[yellow]`rali-edge {command}` is planned but not built yet ({issue}).[/]")
     raise typer.Exit(code=3)
+
+
+def print_table(table: Any, min_width: int = 160) -> None:
+    """Print a rich table at least `min_width` wide: numbers are never squeezed into '…' when the
+    output is a pipe or a narrow terminal (a wide line beats an unreadable one)."""
+    Console(width=max(console.width, min_width)).print(table)

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from rali_edge.cli._common import console, err_console, friendly_errors
+from rali_edge.cli._common import console, err_console, friendly_errors, print_table
 
 
 @friendly_errors
@@ -32,7 +32,6 @@ def benchmark(
                                                                 "(default: theirs, all cores)."),
 ) -> None:
     """Export, validate and time every format; print one table and write reports."""
-    from rich.console import Console
     from rich.table import Table
 
     from rali_edge.report.benchmark import run_benchmark
@@ -47,7 +46,7 @@ def benchmark(
     for row in report.rows:
         table.add_row(*row_cells(row))
     # Ten columns, some holding reasons: never squeeze the table below 160 characters, even in a pipe.
-    Console(width=max(console.width, 160)).print(table)
+    print_table(table)
     for note in notes(report.rows):
         console.print(f"- {note}", highlight=False, soft_wrap=True)
     env = report.environment

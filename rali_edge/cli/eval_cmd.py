@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from rali_edge.cli._common import console, err_console, friendly_errors
+from rali_edge.cli._common import console, err_console, friendly_errors, print_table
 
 
 def _table(report):
@@ -44,7 +44,7 @@ def evaluate(
 
     report = evaluate_bundle(bundle, meta, image_root, logistic=logistic, batch_size=batch_size,
                              device=device, progress=True)
-    console.print(_table(report))
+    print_table(_table(report), min_width=120)
     if json_out is not None:
         write_report(report, json_out)
         console.print(f"report written to {json_out}", highlight=False)

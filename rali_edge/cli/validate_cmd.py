@@ -7,7 +7,7 @@ from typing import Optional
 
 import typer
 
-from rali_edge.cli._common import console, friendly_errors
+from rali_edge.cli._common import console, friendly_errors, print_table
 
 
 def _fmt(value: float | None, signed: bool = False) -> str:
@@ -41,7 +41,7 @@ def validate(
         table.add_row(r.artifact, r.dataset, str(r.n), _fmt(r.plcc), _fmt(r.dplcc, True), _fmt(r.srcc),
                       _fmt(r.dsrcc, True), _fmt(r.score_mae), _fmt(r.max_abs_change), _fmt(r.embedding_cosine),
                       r.status + (f" ({r.reason})" if r.reason else ""))
-    console.print(table)
+    print_table(table)
     if report.report_path is not None:
         console.print(f"report: {report.report_path}")
     if not report.passed:
