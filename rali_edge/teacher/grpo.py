@@ -101,37 +101,43 @@ def _use_bf16(cfg_bf16: bool | None) -> bool:
     return bf16
 
 
-def grpo_args(cfg: GRPOTeacherConfig):
-    from trl import GRPOConfig
-
-    bf16 = _use_bf16(cfg.bf16)
-    kwargs: dict[str, Any] = dict(
+def common_trainer_kwargs(cfg) -> dict[str, Any]:
+    """TRL arguments GRPO and RACT set the same way from their configs (bf16 only on CUDA)."""
+    return dict(
         output_dir=cfg.output_dir,
-        num_generations=cfg.num_generations,
-        beta=cfg.beta,
         learning_rate=cfg.learning_rate,
-        # power-1 polynomial = linear decay that ends at lr_end instead of 0 (paper: 1e-6 -> 1e-9)
-        lr_scheduler_type="polynomial",
-        lr_scheduler_kwargs={"lr_end": cfg.lr_end, "power": 1.0},
         num_train_epochs=cfg.num_train_epochs,
         max_steps=cfg.max_steps,
         per_device_train_batch_size=cfg.per_device_train_batch_size,
         gradient_accumulation_steps=cfg.gradient_accumulation_steps,
-        max_completion_length=cfg.max_completion_length,
-        temperature=cfg.temperature,
-        loss_type="grpo",  # per-sequence token mean, as in open-r1-multimodal / Q-Insight
-        scale_rewards="group",  # (r - group mean) / (group std + 1e-4)
-        bf16=bf16,
+        bf16=_use_bf16(cfg.bf16),
         fp16=False,
         use_cpu=not _cuda(),
         activation_checkpointing=cfg.gradient_checkpointing,
-        use_vllm=cfg.use_vllm,
-        vllm_mode=cfg.vllm_mode,
         logging_steps=cfg.logging_steps,
         save_steps=cfg.save_steps,
         seed=cfg.seed,
         report_to="none",
-        remove_unused_columns=False,
+        remove_unused_columns=False,  # the lazy image transform needs its source columns
+    )
+
+
+def grpo_args(cfg: GRPOTeacherConfig):
+    from trl import GRPOConfig
+
+    kwargs: dict[str, Any] = dict(
+        **common_trainer_kwargs(cfg),
+        num_generations=cfg.num_generations,
+        beta=cfg.beta,
+        # power-1 polynomial = linear decay that ends at lr_end instead of 0 (paper: 1e-6 -> 1e-9)
+        lr_scheduler_type="polynomial",
+        lr_scheduler_kwargs={"lr_end": cfg.lr_end, "power": 1.0},
+        max_completion_length=cfg.max_completion_length,
+        temperature=cfg.temperature,
+        loss_type="grpo",  # per-sequence token mean, as in open-r1-multimodal / Q-Insight
+        scale_rewards="group",  # (r - group mean) / (group std + 1e-4)
+        use_vllm=cfg.use_vllm,
+        vllm_mode=cfg.vllm_mode,
     )
     return GRPOConfig(**merge_trl_overrides(kwargs, cfg.trl, "GRPO"))
 

@@ -94,28 +94,9 @@ def freeze_for(model: Any, train: str) -> tuple[int, int]:
 def sft_args(cfg: RACTConfig):
     from trl import SFTConfig
 
-    from rali_edge.teacher.grpo import _cuda, _use_bf16
+    from rali_edge.teacher.grpo import common_trainer_kwargs
 
-    bf16 = _use_bf16(cfg.bf16)
-    kwargs = dict(
-        output_dir=cfg.output_dir,
-        learning_rate=cfg.learning_rate,
-        num_train_epochs=cfg.num_train_epochs,
-        max_steps=cfg.max_steps,
-        per_device_train_batch_size=cfg.per_device_train_batch_size,
-        gradient_accumulation_steps=cfg.gradient_accumulation_steps,
-        max_length=cfg.max_length,
-        bf16=bf16,
-        fp16=False,
-        use_cpu=not _cuda(),
-        activation_checkpointing=cfg.gradient_checkpointing,
-        logging_steps=cfg.logging_steps,
-        save_steps=cfg.save_steps,
-        seed=cfg.seed,
-        report_to="none",
-        remove_unused_columns=False,  # the lazy transform needs its source columns
-        completion_only_loss=True,
-    )
+    kwargs = dict(**common_trainer_kwargs(cfg), max_length=cfg.max_length, completion_only_loss=True)
     return SFTConfig(**merge_trl_overrides(kwargs, cfg.trl, "RACT"))
 
 
