@@ -114,7 +114,8 @@ def _prepare_for_save(tensors: dict[str, torch.Tensor]) -> dict[str, torch.Tenso
 # ---------------------------------------------------------------- files and manifest
 
 
-def _sha256_file(path: Path) -> str:
+def sha256_file(path: Path) -> str:
+    """Hex sha256 of a file, read in 1 MiB chunks (also used for official checkpoint provenance)."""
     h = hashlib.sha256()
     with open(path, "rb") as f:
         for chunk in iter(lambda: f.read(1 << 20), b""):
@@ -128,7 +129,7 @@ def build_manifest(folder: str | os.PathLike[str]) -> dict:
     files = {}
     for p in sorted(folder.iterdir()):
         if p.is_file() and p.name != MANIFEST_FILE:
-            files[p.name] = {"sha256": _sha256_file(p), "size": p.stat().st_size}
+            files[p.name] = {"sha256": sha256_file(p), "size": p.stat().st_size}
     return {"schema_version": SCHEMA_VERSION, "files": files}
 
 
@@ -196,7 +197,7 @@ def _verify_files(path: Path, manifest: dict) -> None:
             why = "truncated or modified" if size < entry["size"] else "modified"
             raise BundleError(f"size mismatch for {name} in {path}: {size} bytes, manifest says "
                               f"{entry['size']} (the file was {why} after the bundle was written)")
-        digest = _sha256_file(fpath)
+        digest = sha256_file(fpath)
         if digest != entry["sha256"]:
             raise BundleError(
                 f"checksum mismatch for {name} in {path}: sha256 {digest}, manifest says {entry['sha256']} "

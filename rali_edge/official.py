@@ -14,7 +14,6 @@ Trained values in ckpt.pt override basis.npz, pca.pkl and the CLIP weights in be
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 from dataclasses import dataclass
@@ -23,6 +22,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from rali_edge.bundle import sha256_file
 from rali_edge.errors import ConfigError, DataError
 
 CKPT_FILE, PCA_PICKLE, PCA_NPZ, BASIS_FILE, CLIP_DIR = "ckpt.pt", "pca.pkl", "pca.npz", "basis.npz", "best"
@@ -43,14 +43,6 @@ class _Pca:
     mean: np.ndarray  # [D]
     components: np.ndarray  # [M, D]
     source: str
-
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def _read_ckpt(path: Path) -> dict[str, torch.Tensor]:
@@ -171,7 +163,7 @@ def import_official(ckpt_dir: str | os.PathLike[str], out_dir: str | os.PathLike
     notes = {
         "source": "official RALI checkpoint",
         "imported_from": str(folder.resolve()),
-        "sha256": {p.name: _sha256(p) for p in files},
+        "sha256": {p.name: sha256_file(p) for p in files},
         "pca_from": Path(pca.source).name,
         "head_tensors_from_ckpt": from_ckpt,
         "clip_tensors_from_ckpt": f"{n_clip} of {n_total}",
