@@ -45,6 +45,8 @@ class DemoSettings:
     formats: tuple[str, ...]
     calib_size: int
     bench_repeats: int
+    procedural: int = 0  # extra dead-leaves training sources (rali_edge.data.procedural)
+    align_flip_rotate: bool = False
     seed: int = 0
 
     @classmethod
@@ -79,7 +81,8 @@ StageFn = Callable[[Path, DemoSettings, dict[str, dict[str, Any]], bool], dict[s
 def _stage_data(out: Path, s: DemoSettings, done: dict, progress: bool) -> dict[str, Any]:
     from rali_edge.data.synth import synthesize
 
-    ds = synthesize(out / "data", seed=s.seed, sources=s.sources, size=s.image_size, progress=progress)
+    ds = synthesize(out / "data", seed=s.seed, sources=s.sources, size=s.image_size, progress=progress,
+                    procedural=s.procedural)
     return {"root": str(ds.root), "train_meta": str(ds.train_meta), "test_meta": str(ds.test_meta),
             "n_train": ds.n_train, "n_test": ds.n_test}
 
@@ -144,7 +147,7 @@ def train_config(out: Path, s: DemoSettings, done: dict):
         data=DataConfig(train_meta=(data["train_meta"],), image_root=data["root"], triplets=done["texts"]["triplets"]),
         backbone=BackboneSpec(source="random", config_file=str(backbone_file)),
         align=AlignConfig(lr=s.align_lr, max_steps=s.align_steps, batch_size=s.align_batch,
-                          temperature=s.align_temperature, seed=s.seed),
+                          temperature=s.align_temperature, flip_rotate=s.align_flip_rotate, seed=s.seed),
         compress=CompressConfig(pca_dim=s.pca_dim, num_buckets=s.num_buckets, num_basis=s.num_basis, seed=s.seed),
         fit=FitConfig(epochs=s.fit_epochs, seed=s.seed),
     )

@@ -174,3 +174,37 @@ def test_each_distortion_grows_with_level(small, size):
         change = [np.abs(dist.apply(clean, lv, np.random.default_rng(0)).astype(np.float64) - clean).mean()
                   for lv in range(1, 6)]
         assert change[0] > 0 and all(a < b for a, b in zip(change, change[1:])), (name, change)
+
+
+def test_procedural_sources_train_only_deterministic(tmp_path):
+    kwargs = dict(sources=2, size=32, progress=False, procedural=3)
+    ds = synthesize(tmp_path / "a", seed=0, **kwargs)
+    train = {r["source"] for r in json.loads(ds.train_meta.read_text())}
+    test = {r["source"] for r in json.loads(ds.test_meta.read_text())}
+    leaves = {f"leaves_{j}" for j in range(3)}
+    assert leaves <= train and not leaves & test and test  # test stays photographs only
+    assert ds.n_train + ds.n_test == 5 * 56
+    info = json.loads((ds.root / "synth.json").read_text())
+    assert info["procedural"] == 3 and info["base_images"]["leaves_0"].startswith("procedural")
+    again = synthesize(tmp_path / "b", seed=0, **kwargs)
+    assert _tree_hashes(ds.root) == _tree_hashes(again.root)
+    # Different pictures, not one repeated, and every distortion still changes them.
+    pristine = [np.asarray(load_image(ds.root / "images" / name / "pristine.png"), dtype=np.float64) for name in sorted(leaves)]
+    assert np.abs(pristine[0] - pristine[1]).mean() > 10 and np.abs(pristine[1] - pristine[2]).mean() > 10
+    for name in DISTORTIONS:
+        worst = np.asarray(load_image(ds.root / "images" / "leaves_0" / f"{name}_5.png"), dtype=np.float64)
+        assert np.abs(worst - pristine[0]).mean() > 1.0, name
+    with pytest.raises(ConfigError, match="procedural"):
+        synthesize(tmp_path / "x", sources=2, size=16, progress=False, procedural=-1)
+
+
+def test_dead_leaves_look_like_pictures():
+    from rali_edge.data.procedural import dead_leaves
+
+    img = dead_leaves(64, np.random.default_rng(0))
+    assert img.shape == (64, 64, 3) and img.dtype == np.uint8
+    assert np.array_equal(img, dead_leaves(64, np.random.default_rng(0)))
+    grey = img.astype(np.float64).mean(-1)
+    assert 30 < grey.mean() < 225 and grey.std() > 15  # exposed and with contrast, not flat
+    # Sharp edges (a pristine source must not look blurred): strong neighbour differences exist.
+    assert np.abs(np.diff(grey, axis=1)).max() > 40

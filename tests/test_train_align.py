@@ -136,3 +136,38 @@ def test_unreadable_training_images_are_named(tmp_path):
     (tmp_path / "broken.png").write_bytes(b"not a png")
     with pytest.raises(DataError, match="broken.png"):
         PixelSource([tmp_path / "broken.png"], PreprocessConfig(image_size=32, resize=32), progress=False)
+
+
+def test_flip_rotate_gives_dihedral_copies_and_is_seeded():
+    import numpy as np
+
+    from rali_edge.train.align import flip_rotate
+
+    batch = torch.arange(16 * 3 * 5 * 5, dtype=torch.float32).reshape(16, 3, 5, 5)
+    out = flip_rotate(batch, np.random.default_rng(0))
+    assert torch.equal(out, flip_rotate(batch, np.random.default_rng(0)))
+    seen = set()
+    for x, y in zip(batch, out):
+        copies = [torch.rot90(x, k, dims=(-2, -1)) for k in range(4)]
+        copies += [c.flip(-1) for c in copies]
+        matches = [i for i, c in enumerate(copies) if torch.equal(c, y)]
+        assert len(matches) == 1
+        seen.add(matches[0])
+    assert len(seen) > 3  # the draws vary over the batch
+    with pytest.raises(ConfigError, match="square"):
+        flip_rotate(torch.zeros(2, 3, 4, 6), np.random.default_rng(0))
+
+
+def test_resume_is_exact_with_flip_rotate(tiny_data, tmp_path):
+    root, triplets = tiny_data
+    cfg = AlignConfig(**{**CFG.__dict__, "flip_rotate": True})
+    straight = _backbone()
+    align(straight, triplets, root, cfg, tmp_path / "straight", progress=False)
+    plain = _backbone()
+    align(plain, triplets, root, CFG, tmp_path / "plain", progress=False)
+    align(_backbone(), triplets, root, cfg, tmp_path / "resumed", progress=False, halt_after=2)
+    fresh = _backbone()
+    align(fresh, triplets, root, cfg, tmp_path / "resumed", progress=False)
+    a, b, c = straight.state_dict(), fresh.state_dict(), plain.state_dict()
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert not all(torch.equal(a[k], c[k]) for k in a)  # the augmentation did change training

@@ -12,6 +12,11 @@ seeded square crop (55-100 % of the shorter side, random position, random horizo
 to `size` px. Grey bases get a seeded two-tone tint (dark colour -> light colour) so that colour
 distortions change them too. Each source gives 1 pristine + 11 distortions x 5 levels = 56 images.
 
+Procedural sources (`procedural=N`, default 0): N extra "dead leaves" pictures
+(`rali_edge.data.procedural`), named `leaves_<j>`, seeded by (seed, j). They all go to the TRAIN
+split: they add content variety for training, while the test split stays made of photographs whose
+base picture no training source shows.
+
 Scores: `gt_score_norm` = the table in `rali_edge.data.distortions` (pristine 4.85) plus a seeded
 uniform jitter in [-0.12, 0.12], rounded to 4 decimals; the table's gaps keep every
 (source, distortion) strictly monotone in severity. `gt_score` is the same quality on a 0..100 MOS
@@ -45,6 +50,7 @@ from rali_edge.data.distortions import (
     SEVERITY_NAMES,
 )
 from rali_edge.data.images import load_image
+from rali_edge.data.procedural import dead_leaves
 from rali_edge.errors import ConfigError, DataError
 
 DEFAULT_SOURCES = 24
@@ -55,7 +61,8 @@ MARKER = "synth.json"
 FORMAT = "rali-edge synth v1"
 
 # Seed streams: one integer per kind of random draw, so draws never shift when others change.
-_ORDER, _SPLIT, _CROP, _TINT, _DISTORT, _JITTER = range(6)
+_ORDER, _SPLIT, _CROP, _TINT, _DISTORT, _JITTER, _LEAVES = range(7)
+PROCEDURAL_PREFIX = "leaves_"
 
 
 @dataclass(frozen=True)
@@ -101,7 +108,7 @@ class SynthDataset:
 class _Source:
     index: int
     name: str
-    base: BaseImage
+    base: BaseImage | None  # None: a procedural (dead-leaves) picture
     split: str  # "train" | "test"
 
 
@@ -111,23 +118,27 @@ def synthesize(
     sources: int = DEFAULT_SOURCES,
     size: int = DEFAULT_SIZE,
     progress: bool = True,
+    procedural: int = 0,
 ) -> SynthDataset:
     """Write the synthetic dataset to `out_dir` (replacing an earlier synth output only)."""
-    _check_args(seed, sources, size)
+    _check_args(seed, sources, size, procedural)
     out_dir = Path(out_dir).expanduser().absolute()
     _check_target(out_dir)
-    plan = plan_sources(seed, sources)
-    pictures = {b.name: _load_base(b) for b in {s.base for s in plan}}
+    plan = plan_sources(seed, sources, procedural)
+    pictures = {b.name: _load_base(b) for b in {s.base for s in plan if s.base is not None}}
     metas: dict[str, list[dict]] = {"train": [], "test": []}
     from tqdm import tqdm
 
     with atomic_path(out_dir) as tmp:
         for src in tqdm(plan, desc="synth", unit="source", disable=not progress):
-            pristine = _pristine(pictures[src.base.name], src, seed, size)
+            if src.base is None:
+                pristine = dead_leaves(size, np.random.default_rng([seed, _LEAVES, src.index - sources]))
+            else:
+                pristine = _pristine(pictures[src.base.name], src, seed, size)
             metas[src.split].extend(_write_source(tmp, src, pristine, seed))
         for split, records in metas.items():
             _write_json(tmp / "metas" / f"{split}.json", records)
-        _write_json(tmp / MARKER, _provenance(seed, sources, size, plan, metas))
+        _write_json(tmp / MARKER, _provenance(seed, sources, size, procedural, plan, metas))
     return SynthDataset(
         root=out_dir,
         train_meta=out_dir / "metas" / "train.json",
@@ -137,8 +148,9 @@ def synthesize(
     )
 
 
-def plan_sources(seed: int, sources: int) -> list[_Source]:
-    """Which base image and split each source gets (seeded; split by base image)."""
+def plan_sources(seed: int, sources: int, procedural: int = 0) -> list[_Source]:
+    """Which base image and split each source gets (seeded; split by base image); then the
+    procedural sources, all in train."""
     n = len(BASE_IMAGES)
     order = np.random.default_rng([seed, _ORDER]).permutation(n)
     used = [int(order[i]) for i in range(min(sources, n))]
@@ -149,16 +161,19 @@ def plan_sources(seed: int, sources: int) -> list[_Source]:
         b = int(order[i % n])
         base = BASE_IMAGES[b]
         plan.append(_Source(i, f"{base.name}_{i // n}", base, "test" if b in test else "train"))
+    plan.extend(_Source(sources + j, f"{PROCEDURAL_PREFIX}{j}", None, "train") for j in range(procedural))
     return plan
 
 
-def _check_args(seed: int, sources: int, size: int) -> None:
+def _check_args(seed: int, sources: int, size: int, procedural: int) -> None:
     if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
         raise ConfigError(f"seed must be a non-negative integer, got {seed!r}")
     if isinstance(sources, bool) or not isinstance(sources, int) or sources < 2:
         raise ConfigError(f"sources must be an integer >= 2 (one train and one test source at least), got {sources!r}")
     if isinstance(size, bool) or not isinstance(size, int) or not 16 <= size <= 1024:
         raise ConfigError(f"size must be an integer from 16 to 1024 pixels, got {size!r}")
+    if isinstance(procedural, bool) or not isinstance(procedural, int) or procedural < 0:
+        raise ConfigError(f"procedural must be a non-negative integer, got {procedural!r}")
 
 
 def _check_target(out_dir: Path) -> None:
@@ -246,17 +261,18 @@ def _save(root: Path, path: Path, arr: np.ndarray, src: _Source, distortion: str
     }
 
 
-def _provenance(seed: int, sources: int, size: int, plan: list[_Source], metas: dict[str, list[dict]]) -> dict:
+def _provenance(seed: int, sources: int, size: int, procedural: int, plan: list[_Source], metas: dict[str, list[dict]]) -> dict:
     return {
         "format": FORMAT,
         "seed": seed,
         "sources": sources,
+        "procedural": procedural,
         "size": size,
         "n_train": len(metas["train"]),
         "n_test": len(metas["test"]),
         "train_sources": [s.name for s in plan if s.split == "train"],
         "test_sources": [s.name for s in plan if s.split == "test"],
-        "base_images": {s.name: f"{s.base.package}/{s.base.relpath}" for s in plan},
+        "base_images": {s.name: _origin(s) for s in plan},
         "pristine_score": PRISTINE_SCORE,
         "max_jitter": MAX_JITTER,
         "distortions": {
@@ -264,6 +280,12 @@ def _provenance(seed: int, sources: int, size: int, plan: list[_Source], metas: 
             for d in DISTORTIONS.values()
         },
     }
+
+
+def _origin(src: _Source) -> str:
+    if src.base is None:
+        return "procedural: rali_edge.data.procedural.dead_leaves"
+    return f"{src.base.package}/{src.base.relpath}"
 
 
 def _write_json(path: Path, obj: object) -> None:

@@ -73,6 +73,10 @@ class AlignConfig:
     keep_checkpoints: int = 2
     cache_pixels: bool = True  # decode all images once and keep them in memory
     text_batch_size: int = 256
+    # Random flips and 90-degree turns of each training image (seeded per step). Off by default, as in
+    # the paper; they leave technical quality unchanged, so on small data they teach the tower that
+    # orientation (and so much of the content's layout) does not matter for the score.
+    flip_rotate: bool = False
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -189,6 +193,21 @@ class _Plan:
         return arr[start : start + self.config.batch_size]
 
 
+_AUGMENT_STREAM = 7  # keeps augmentation draws apart from the plan's draws
+
+
+def flip_rotate(batch: torch.Tensor, rng: np.random.Generator) -> torch.Tensor:
+    """Each image of `[B, C, H, W]` turned by a random multiple of 90 degrees and maybe mirrored.
+
+    Square inputs only (a turn swaps H and W); every CLIP preprocessing here ends in a square crop."""
+    if batch.shape[-1] != batch.shape[-2]:
+        raise ConfigError(f"align.flip_rotate needs square images, got {tuple(batch.shape[-2:])}")
+    turns = rng.integers(0, 4, len(batch))
+    mirror = rng.random(len(batch)) < 0.5
+    out = [torch.rot90(x, int(k), dims=(-2, -1)) for x, k in zip(batch, turns)]
+    return torch.stack([x.flip(-1) if f else x for x, f in zip(out, mirror)])
+
+
 def _check_resume(meta: dict, config: AlignConfig, data_key: str, path: Path) -> None:
     saved = {k: v for k, v in meta.get("config", {}).items() if k not in RESUME_FREE}
     now = {k: v for k, v in dataclasses.asdict(config).items() if k not in RESUME_FREE}
@@ -298,7 +317,10 @@ def _train_step(acc, model, opt, plan: _Plan, pixels, txt: torch.Tensor, g: int,
         tid = torch.as_tensor(plan.micro(text_ids, m, acc.process_index), device=acc.device)
         sync = m == config.grad_accum - 1
         with (contextlib.nullcontext() if sync else acc.no_sync(model)), acc.autocast():
-            emb = model(pixels.normalized(idx, acc.device))
+            batch = pixels.normalized(idx, acc.device)
+            if config.flip_rotate:
+                batch = flip_rotate(batch, np.random.default_rng([config.seed, _AUGMENT_STREAM, g, m]))
+            emb = model(batch)
             loss = contrastive_loss(emb, txt[tid], tid, config.temperature) / config.grad_accum
         acc.backward(loss)
         total += loss.detach()
