@@ -9,10 +9,13 @@ quantizes it with rali_edge.quantize: `int8` = the default OnnxInt8Config (cpu p
 in INT8 with float outputs, head/LayerNorm/Softmax/QuickGELU float, bias Adds fused into
 MatMulIntegerToFloat), `int8-nobias` = the same without the bias fusion, `int8-noattn` = the default with
 the attention q@k / attn@v MatMuls left in float, `int8-plain` = ORT's plain static QDQ (every supported
-op quantized, outputs quantized, head quantized too). Latencies are medians of interleaved runs (each rep
-runs every model once at each batch size) so load drifts hit all models alike. Because the machine is
-shared, the process CPU time of each run is reported too (ORT thread spinning is disabled, so it counts
-work, not waiting): its ratios are the steadier estimate of what an idle machine would show.
+op quantized, outputs quantized, head quantized too). `fp32-mha` / `int8-mha` are the same export and
+default quantization WITHOUT the batch-first attention rewrite (rali_edge/export/attention.py; the export
+before 2026-11-23), to measure what the rewrite gives in the same run; their ratios are against `fp32-mha`.
+Latencies are medians of interleaved runs (each rep runs every model once at each batch size) so load
+drifts hit all models alike. Because the machine is shared, the process CPU time of each run is reported
+too (ORT thread spinning is disabled, so it counts work, not waiting): its ratios are the steadier
+estimate of what an idle machine would show.
 Results and the analysis of the remaining gap: benchmarks/RESULTS_int8.md.
 """
 
@@ -56,15 +59,34 @@ def build_bundle(workdir: Path) -> Path:
 
 
 def export_fp32(bundle: Path, workdir: Path) -> Path:
+    """The default export (batch-first attention), as `rali-edge export` writes it."""
     from rali_edge.export.api import export_bundle
 
-    target = workdir / "vitb16-fp32.onnx"
+    target = workdir / "vitb16-fp32-bfattn.onnx"  # named by variant: an older export is never served from cache
     if not target.is_file():
-        export_bundle(bundle, "onnx", precision="fp32", out_dir=workdir, name="vitb16-fp32")
+        export_bundle(bundle, "onnx", precision="fp32", out_dir=workdir, name=target.stem)
     return target
 
 
-def quantize_variants(fp32: Path, workdir: Path, calib: int) -> dict[str, Path]:
+def export_fp32_mha(bundle: Path, workdir: Path) -> Path:
+    """The same export with the tower's own nn.MultiheadAttention (no attention rewrite), for comparison."""
+    from rali_edge.bundle import load_bundle
+    from rali_edge.export.fold import fold_scorer
+    from rali_edge.export.onnx import export_onnx
+    from rali_edge.export.spec import ExportSpec
+    from rali_edge.model.scorer import RaliScorer
+
+    target = workdir / "vitb16-fp32-mha.onnx"
+    if not target.is_file():
+        loaded = load_bundle(bundle)
+        pre = loaded.config.preprocess
+        folded = fold_scorer(RaliScorer.from_bundle(loaded).eval(), pre, ExportSpec(image_size=pre.image_size),
+                             attention_rewrite=False)
+        export_onnx(folded, ExportSpec(image_size=pre.image_size), target, 18, {})
+    return target
+
+
+def quantize_variants(fp32: Path, workdir: Path, calib: int, names: tuple[str, ...] | None = None) -> dict[str, Path]:
     import hashlib
     import json
 
@@ -84,9 +106,11 @@ def quantize_variants(fp32: Path, workdir: Path, calib: int) -> dict[str, Path]:
     }
     out = {}
     for name, config in variants.items():
-        # the file name carries a hash of the config, so a changed default is not served from cache
+        if names is not None and name not in names:
+            continue
+        # the file name carries the source and a hash of the config, so nothing stale is served from cache
         digest = hashlib.sha256(json.dumps(config_to_dict(config), sort_keys=True).encode()).hexdigest()[:8]
-        path = workdir / f"vitb16-{name}-{digest}.onnx"
+        path = workdir / f"{fp32.stem}-{name}-{digest}.onnx"
         if not path.is_file():
             quantize(config, fp32, path, cal)
         out[name] = path
@@ -135,8 +159,11 @@ def main(argv: list[str] | None = None) -> int:
     warnings.filterwarnings("ignore")
     args.workdir.mkdir(parents=True, exist_ok=True)
     bundle = build_bundle(args.workdir)
-    fp32 = export_fp32(bundle, args.workdir)
-    models = {"fp32": fp32, **quantize_variants(fp32, args.workdir, args.calib)}
+    fp32, fp32_mha = export_fp32(bundle, args.workdir), export_fp32_mha(bundle, args.workdir)
+    int8_mha = quantize_variants(fp32_mha, args.workdir, args.calib, ("int8",))["int8"]
+    models = {"fp32": fp32, **quantize_variants(fp32, args.workdir, args.calib), "fp32-mha": fp32_mha,
+              "int8-mha": int8_mha}
+    check_same_scores(fp32, fp32_mha)
     batches = (1, 8)
     load_before = os.getloadavg()
     wall, cpu = measure(models, batches, args.reps, args.threads)
@@ -149,11 +176,27 @@ def main(argv: list[str] | None = None) -> int:
           f"{'x b1':>7}{'x b8':>7}")
     for name, path in models.items():
         mb = path.stat().st_size / 2**20
-        wr = [wall[("fp32", b)] / wall[(name, b)] for b in batches]
-        cr = [cpu[("fp32", b)] / cpu[(name, b)] for b in batches]
+        base = "fp32-mha" if name.endswith("-mha") else "fp32"
+        wr = [wall[(base, b)] / wall[(name, b)] for b in batches]
+        cr = [cpu[(base, b)] / cpu[(name, b)] for b in batches]
         print(f"{name:<13}{mb:>7.1f}{wall[(name, 1)]:>9.1f}{wall[(name, 8)]:>9.1f}{wr[0]:>7.2f}{wr[1]:>7.2f}  |"
               f"{cpu[(name, 1)]:>9.1f}{cpu[(name, 8)]:>9.1f}{cr[0]:>7.2f}{cr[1]:>7.2f}")
+    print("attention rewrite speed-up (time without / time with), wall b1 b8 | cpu b1 b8:")
+    for new, old in (("fp32", "fp32-mha"), ("int8", "int8-mha")):
+        print(f"  {new:<6}" + "".join(f"{wall[(old, b)] / wall[(new, b)]:>7.2f}" for b in batches) + "  |"
+              + "".join(f"{cpu[(old, b)] / cpu[(new, b)]:>7.2f}" for b in batches))
     return 0
+
+
+def check_same_scores(a: Path, b: Path) -> None:
+    """The two float exports compute the same function (the rewrite is exact): fail loudly if not."""
+    rng = np.random.default_rng(2)
+    pixels = rng.integers(0, 256, (4, 3, IMAGE_SIZE, IMAGE_SIZE), dtype=np.uint8)
+    sa, sb = (session(p, 1).run(None, {"pixels": pixels})[0] for p in (a, b))
+    diff = float(np.max(np.abs(sa - sb)))
+    print(f"fp32 vs fp32-mha max |score difference| on 4 images: {diff:.2e}")
+    if diff > 1e-4:
+        raise SystemExit(f"the two float exports disagree by {diff:.3g}: the attention rewrite is not exact")
 
 
 if __name__ == "__main__":

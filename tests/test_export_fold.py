@@ -1,4 +1,5 @@
-"""The folded graph equals the unfolded RaliScorer (float64, 1e-5) for both backbone kinds."""
+"""The folded graph equals the unfolded RaliScorer (float64, 1e-5) for both backbone kinds; the attention
+rewrite inside it is exact (float64, 1e-6 relative)."""
 
 from __future__ import annotations
 
@@ -36,6 +37,25 @@ def test_fold_equals_unfolded_float64(library, input_kind):
     assert torch.max(torch.abs(emb - want_emb)) < 1e-5
     # the scores differ between images, so the comparison is not trivially constant
     assert float(want_score.max() - want_score.min()) > 1e-6
+
+
+@pytest.mark.parametrize("library", ["open_clip", "hf"])
+def test_fold_attention_rewrite_is_exact_float64(library):
+    """The batch-first attention fold_scorer puts in the tower (export/attention.py) changes nothing."""
+    from rali_edge.export.attention import BatchFirstAttention
+
+    scorer, pre = make_random_scorer(library, seed=5)
+    scorer = scorer.double()
+    spec = ExportSpec(image_size=pre.image_size, input_kind="normalized", with_embedding=True)
+    folded = fold_scorer(scorer, pre, spec)
+    plain = fold_scorer(scorer, pre, spec, attention_rewrite=False)
+    assert any(isinstance(m, BatchFirstAttention) for m in folded.modules())
+    assert not any(isinstance(m, BatchFirstAttention) for m in plain.modules())
+    x = _normalize64(torch.randint(0, 256, (4, 3, pre.image_size, pre.image_size), dtype=torch.uint8), pre)
+    with torch.no_grad():
+        (score, emb), (want_score, want_emb) = folded(x), plain(x)
+    assert torch.max(torch.abs(score - want_score)) <= 1e-6 * torch.max(torch.abs(want_score))
+    assert torch.max(torch.abs(emb - want_emb)) <= 1e-6 * torch.max(torch.abs(want_emb))
 
 
 @pytest.mark.parametrize("library", ["open_clip", "hf"])

@@ -4,7 +4,8 @@ Inside the folded graph, in order:
 1. pixels -> float (uint8 0..255, float in [0, 1], or already normalised: see ExportSpec.input_kind);
 2. the 1/255 scale and the per-channel mean/std folded into the patch-embedding convolution
    (exact because that convolution has no padding: W' = W * a / std_c, b' = b - sum W * mean_c / std_c);
-3. the image encoder up to its pooled output;
+3. the image encoder up to its pooled output, its known self-attention modules swapped for an exactly
+   equivalent batch-first form (export/attention.py: fewer Transposes, quantizable Q/K/V MatMuls);
 4. the visual projection and the PCA ((f - mean) / |scale| @ C.T) folded into ONE nn.Linear where the
    projection is a plain matrix at the end of the encoder (HF `visual_projection` without bias,
    open_clip `visual.proj`); otherwise only the PCA is folded;
@@ -26,6 +27,7 @@ from torch import nn
 
 from rali_edge.bundle import PreprocessConfig
 from rali_edge.errors import UnsupportedOptionError
+from rali_edge.export.attention import batch_first_attention
 from rali_edge.export.spec import ExportSpec
 
 # The factor that turns the input into [0, 1] before mean/std; None: the input is already normalised.
@@ -54,10 +56,18 @@ class FoldedScorer(nn.Module):
         return score
 
 
-def fold_scorer(scorer: nn.Module, preprocess: PreprocessConfig, spec: ExportSpec) -> FoldedScorer:
-    """The folded module for `scorer` (a RaliScorer; left untouched: everything is deep-copied)."""
+def fold_scorer(scorer: nn.Module, preprocess: PreprocessConfig, spec: ExportSpec,
+                attention_rewrite: bool = True) -> FoldedScorer:
+    """The folded module for `scorer` (a RaliScorer; left untouched: everything is deep-copied).
+
+    attention_rewrite=False keeps the tower's own attention modules (for comparisons; same outputs).
+    """
     backbone, head = scorer.backbone, scorer.head
     encoder = copy.deepcopy(backbone.image_encoder()).eval()
+    if attention_rewrite:
+        # Every backend (ONNX, ORT, Core ML, TensorRT) exports this module: the batch-first attention
+        # removes the exporter's seq-first Transposes and packed-QKV unpacking (export/attention.py).
+        batch_first_attention(encoder)
     scale = INPUT_SCALE[spec.input_kind]
     trunk, projection = split_projection(backbone, encoder)
     if scale is not None:
