@@ -152,6 +152,12 @@ def test_cli_synth(tmp_path):
     assert result.exit_code == 0, result.output
     assert str(out) in result.output and "train:" in result.output and "test:" in result.output
     assert (out / "metas" / "train.json").is_file() and (out / "metas" / "test.json").is_file()
+    leaves = tmp_path / "leaves"
+    result = runner.invoke(app, ["data", "synth", "--out", str(leaves), "--sources", "2", "--size", "16",
+                                 "--procedural", "2"])
+    assert result.exit_code == 0, result.output
+    assert json.loads((leaves / "synth.json").read_text())["procedural"] == 2
+    assert (leaves / "images" / "leaves_1" / "pristine.png").is_file()
     clash = tmp_path / "file.txt"
     clash.write_text("x")
     result = runner.invoke(app, ["data", "synth", "--out", str(clash), "--sources", "2", "--size", "16"])

@@ -51,7 +51,7 @@ def quantize(
     cache_dir: Optional[Path] = typer.Option(None, "--cache-dir", help="Cache of preprocessed calibration sets."),
     drift_budget: Optional[float] = typer.Option(None, "--drift-budget",
                                                  help="Max PLCC drop on the (labelled) calibration set; keeps the "
-                                                      "most sensitive blocks in float until met (int8 only)."),
+                                                      "most sensitive transformer blocks (ViT) or layers (CNN) in float until met (int8 only)."),
 ) -> None:
     """Quantize a float artifact; writes <out>.quant.json (config + calibration provenance) beside it."""
     from rali_edge.errors import ConfigError
@@ -80,7 +80,7 @@ def quantize(
 
         result = quantize_to_budget(artifact, out, calibration, drift_budget, config=config)
         b = result.details["drift_budget"]
-        console.print(f"kept in float: blocks {b['float_blocks'] or 'none'}; dPLCC {b['steps'][-1]['dplcc']:+.4f}; "
+        console.print(f"kept in float ({b['unit_kind']}s): {', '.join(b['float_units']) or 'none'}; dPLCC {b['steps'][-1]['dplcc']:+.4f}; "
                       f"latency {b['latency']['int8_ms']:.1f} ms vs {b['latency']['fp32_ms']:.1f} ms fp32")
     else:
         result = run_quantize(config, artifact, out, calibration)

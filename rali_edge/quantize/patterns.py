@@ -279,3 +279,28 @@ def transformer_blocks(model) -> list[list[str]]:
         end = starts[b + 1] if b + 1 < len(starts) else norms[-1]
         blocks.append([n.name for n in g.nodes[start:end] if n.name not in head])
     return blocks
+
+
+@dataclass(frozen=True)
+class SensitivityUnit:
+    """What the sensitivity search quantizes (or keeps float) as one piece."""
+
+    label: str                 # "block 3" or the layer's node name
+    nodes: tuple[str, ...]
+
+
+def sensitivity_units(model, op_types: tuple[str, ...]) -> tuple[str, list[SensitivityUnit]]:
+    """(kind, units): transformer blocks for towers with LayerNorms (ViTs), else one unit per
+    quantizable layer (`op_types` nodes outside the head) for towers without any LayerNorm (CNNs,
+    whose residual stages have no single boundary node to split at)."""
+    ensure_node_names(model)
+    if any(n.op_type == "LayerNormalization" for n in model.graph.node):
+        blocks = transformer_blocks(model)
+        return "transformer block", [SensitivityUnit(f"block {i}", tuple(b)) for i, b in enumerate(blocks)]
+    g = _Graph(model)
+    head = {n.name for n in find_head(g)}
+    layers = [n.name for n in g.nodes if n.op_type in op_types and n.name not in head]
+    if not layers:
+        raise ConfigError("no quantizable layer outside the scoring head: nothing for the sensitivity search to rank")
+    return "layer", [SensitivityUnit(name, (name,)) for name in layers]
+

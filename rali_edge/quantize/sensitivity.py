@@ -1,10 +1,11 @@
 """Per-block quantization sensitivity and the automatic drift budget.
 
-Sensitivity: quantize ONE transformer block at a time (everything else float, head float) and measure
+Sensitivity: quantize ONE unit at a time (everything else float, head float) and measure
 the score drift on evaluation images; blocks are ranked most sensitive first and written as JSON and
-Markdown. Drift budget (`quantize_to_budget`): start from the default INT8 model (head float), then keep
-the most sensitive blocks in float one at a time until the PLCC (and optionally SRCC) drop vs the float
-model is within budget; fail clearly when even all blocks in float (head float too) cannot meet it.
+Markdown. A unit is a transformer block in towers with LayerNorms (ViTs) and a single quantizable layer
+in towers without (CNNs; `patterns.sensitivity_units`). Drift budget (`quantize_to_budget`): start from the default INT8 model (head float), then keep
+the most sensitive units in float one at a time until the PLCC (and optionally SRCC) drop vs the float
+model is within budget; fail clearly when even all units in float (head float too) cannot meet it.
 
 The model is pre-processed once (`quant_pre_process`, skip_symbolic_shape) and its nodes named, so the
 block node names used for exclusion are those of the graph actually quantized.
@@ -32,7 +33,7 @@ if TYPE_CHECKING:
 
 
 class DriftBudgetNotMet(RaliEdgeError):
-    """Even with every transformer block and the head in float, the drop exceeds the budget."""
+    """Even with every unit (transformer block or layer) and the head in float, the drop exceeds the budget."""
 
 
 @dataclass(frozen=True)
@@ -43,7 +44,8 @@ class EvalData:
 
 @dataclass
 class BlockSensitivity:
-    block: int
+    block: int                  # index into the units of `sensitivity_units`
+    label: str                  # "block 3" (ViT) or the layer's node name (CNN)
     nodes: int
     score_mae: float            # mean |score(int8 block only) - score(float)|
     max_abs_change: float
@@ -98,15 +100,16 @@ def _quantize_to(prepared: Path, out: Path, config: OnnxInt8Config, calibration:
 
 def block_sensitivity(source: str | Path, calibration: CalibrationSet, data: EvalData,
                       config: OnnxInt8Config = OnnxInt8Config(), prepared: Path | None = None) -> list[BlockSensitivity]:
-    """Quantize one transformer block at a time; ranked most sensitive (largest score MAE) first."""
+    """Quantize one unit at a time; ranked most sensitive (largest score MAE) first."""
     import onnx
 
-    from rali_edge.quantize.patterns import transformer_blocks
+    from rali_edge.quantize.patterns import sensitivity_units
 
     with tempfile.TemporaryDirectory(prefix="rali-sens-") as tmp:
         tmpd = Path(tmp)
         prepared = prepared or prepare(Path(source), tmpd, config.preprocess)
-        blocks = transformer_blocks(onnx.load(str(prepared)))
+        _, units = sensitivity_units(onnx.load(str(prepared)), config.op_types)
+        blocks = [u.nodes for u in units]
         ref = _scores(prepared, data.pixels)
         p_ref, _ = _plcc_srcc(ref, data.gt)
         all_block_nodes = {n for b in blocks for n in b}
@@ -117,7 +120,7 @@ def block_sensitivity(source: str | Path, calibration: CalibrationSet, data: Eva
             _quantize_to(prepared, tmpd / f"block{i}.onnx", cfg, calibration)
             got = _scores(tmpd / f"block{i}.onnx", data.pixels)
             p, _ = _plcc_srcc(got, data.gt)
-            rows.append(BlockSensitivity(i, len(nodes), float(np.abs(got - ref).mean()),
+            rows.append(BlockSensitivity(i, units[i].label, len(nodes), float(np.abs(got - ref).mean()),
                                          float(np.abs(got - ref).max()),
                                          None if p is None else p - p_ref))
     return sorted(rows, key=lambda r: -r.score_mae)
@@ -126,10 +129,10 @@ def block_sensitivity(source: str | Path, calibration: CalibrationSet, data: Eva
 def write_sensitivity_table(rows: list[BlockSensitivity], out_json: str | Path, out_md: str | Path) -> None:
     atomic_write_json(out_json, {"ranked": [dataclasses.asdict(r) for r in rows],
                                  "metric": "score MAE vs float with only this block quantized"})
-    lines = ["| rank | block | nodes | score MAE | max abs change | dPLCC |", "|---|---|---|---|---|---|"]
+    lines = ["| rank | unit | nodes | score MAE | max abs change | dPLCC |", "|---|---|---|---|---|---|"]
     for rank, r in enumerate(rows, 1):
         dp = "-" if r.dplcc is None else f"{r.dplcc:+.4f}"
-        lines.append(f"| {rank} | {r.block} | {r.nodes} | {r.score_mae:.5f} | {r.max_abs_change:.5f} | {dp} |")
+        lines.append(f"| {rank} | {r.label} | {r.nodes} | {r.score_mae:.5f} | {r.max_abs_change:.5f} | {dp} |")
     atomic_write_text(out_md, "\n".join(lines) + "\n")
 
 
@@ -158,7 +161,7 @@ def quantize_to_budget(source: str | Path, out: str | Path, calibration: Calibra
     import onnx
 
     from rali_edge.quantize.api import quant_json_path, quantize
-    from rali_edge.quantize.patterns import transformer_blocks
+    from rali_edge.quantize.patterns import sensitivity_units
 
     for name, v in (("max_plcc_drop", max_plcc_drop), ("max_srcc_drop", max_srcc_drop)):
         if v is not None and not v >= 0:
@@ -170,7 +173,8 @@ def quantize_to_budget(source: str | Path, out: str | Path, calibration: Calibra
     with tempfile.TemporaryDirectory(prefix="rali-budget-") as tmp:
         tmpd = Path(tmp)
         prepared = prepare(source, tmpd, config.preprocess)
-        blocks = transformer_blocks(onnx.load(str(prepared)))
+        kind, units = sensitivity_units(onnx.load(str(prepared)), config.op_types)
+        blocks = [u.nodes for u in units]
         p_ref, s_ref = _plcc_srcc(_scores(prepared, data.pixels), data.gt)
         config = dataclasses.replace(config, keep_head_float=True, preprocess=False)
         ranked = block_sensitivity(prepared, calibration, data, config, prepared=prepared)
@@ -188,7 +192,7 @@ def quantize_to_budget(source: str | Path, out: str | Path, calibration: Calibra
         if not steps[-1]["within_budget"]:
             raise DriftBudgetNotMet(
                 f"{source}: PLCC drop {-steps[-1]['dplcc']:.4f} exceeds the budget {max_plcc_drop} even with "
-                f"all {len(blocks)} transformer blocks and the head in float; quantization cannot meet it")
+                f"all {len(blocks)} units ({kind}s) and the head in float; quantization cannot meet it")
         final = dataclasses.replace(config, extra_float_nodes=tuple(n for b in kept for n in blocks[b]))
         result = quantize(final, prepared, out, calibration)
         speed = {"fp32_ms": _latency_ms(prepared, data.pixels[:8]), "int8_ms": _latency_ms(out, data.pixels[:8]),
@@ -196,6 +200,7 @@ def quantize_to_budget(source: str | Path, out: str | Path, calibration: Calibra
     result.details["drift_budget"] = {
         "max_plcc_drop": max_plcc_drop, "max_srcc_drop": max_srcc_drop, "plcc_float": p_ref, "srcc_float": s_ref,
         "sensitivity": [dataclasses.asdict(r) for r in ranked], "steps": steps, "float_blocks": kept,
+        "unit_kind": kind, "float_units": [units[b].label for b in kept],
         "size_bytes": result.size_bytes, "source_size_bytes": result.source_size_bytes, "latency": speed,
     }
     doc = json.loads(quant_json_path(out).read_text())
