@@ -72,7 +72,8 @@ def tiny_backbone_config(library: str = "open_clip", image_size: int = 32) -> Ba
     return _TINY[library](image_size, patch)
 
 
-def tiny_resnet_backbone_config(image_size: int = 64, width: int = 16, context: int = 77) -> BackboneConfig:
+def tiny_resnet_backbone_config(image_size: int = 64, width: int = 16, context: int = 77, embed_dim: int = TINY_WIDTH,
+                                text_width: int = TINY_WIDTH, text_layers: int = TINY_LAYERS) -> BackboneConfig:
     """A small open_clip CLIP whose image tower is a ModifiedResNet (stages of 1 block, base `width`).
 
     CNNs pick up low-level quality cues (blur, noise, blocking) from little data far better than a
@@ -85,11 +86,11 @@ def tiny_resnet_backbone_config(image_size: int = 64, width: int = 16, context: 
     if image_size % 32:
         raise ConfigError(f"tiny ResNet: image_size {image_size} must be a multiple of 32")
     model_cfg = {
-        "embed_dim": TINY_WIDTH,
+        "embed_dim": embed_dim,
         "quick_gelu": True,
         "vision_cfg": {"image_size": image_size, "layers": [1, 1, 1, 1], "width": width, "head_width": 16},
-        "text_cfg": {"context_length": context, "vocab_size": CLIP_VOCAB, "width": TINY_WIDTH,
-                     "heads": TINY_HEADS, "layers": TINY_LAYERS},
+        "text_cfg": {"context_length": context, "vocab_size": CLIP_VOCAB, "width": text_width,
+                     "heads": TINY_HEADS, "layers": text_layers},
     }
     pcfg = {"size": image_size, "mean": list(CLIP_MEAN), "std": list(CLIP_STD),
             "interpolation": "bicubic", "resize_mode": "shortest"}
