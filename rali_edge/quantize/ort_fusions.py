@@ -20,6 +20,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from rali_edge.quantize.patterns import _Graph
+
 MS_DOMAIN = "com.microsoft"
 
 
@@ -50,17 +52,13 @@ def fuse_matmul_bias(model) -> int:
 
     inits = {t.name: t for t in model.graph.initializer}
     graph = model.graph
-    producer = {o: n for n in graph.node for o in n.output}
-    consumers: dict[str, list] = {}
-    for n in graph.node:
-        for i in n.input:
-            consumers.setdefault(i, []).append(n)
-    outputs = {o.name for o in graph.output}
+    g = _Graph(model)
+    outputs = set(g.outputs)
     drop: set[int] = set()
     replace: dict[int, object] = {}
-    for mm in (n for n in graph.node if n.op_type == "MatMul"):
-        a_dq, w_dq = producer.get(mm.input[0]), producer.get(mm.input[1])
-        users = consumers.get(mm.output[0], [])
+    for mm in (n for n in g.nodes if n.op_type == "MatMul"):
+        a_dq, w_dq = g.producer.get(mm.input[0]), g.producer.get(mm.input[1])
+        users = g.consumers.get(mm.output[0], [])
         if (a_dq is None or w_dq is None or a_dq.op_type != "DequantizeLinear" or len(a_dq.input) < 3
                 or not _weight_dq_ok(w_dq, inits) or len(users) != 1 or users[0].op_type != "Add"
                 or mm.output[0] in outputs):
@@ -88,18 +86,6 @@ def fuse_matmul_bias(model) -> int:
     return len(replace)
 
 
-
-def _const(inits: dict, consts: dict, name: str) -> np.ndarray | None:
-    """The value of a constant tensor (initializer or Constant node output), else None."""
-    from onnx import numpy_helper
-
-    if name in inits:
-        return numpy_helper.to_array(inits[name])
-    if name in consts and consts[name].attribute and consts[name].attribute[0].name == "value":
-        return numpy_helper.to_array(consts[name].attribute[0].t)
-    return None
-
-
 def _ints(value: np.ndarray | None) -> list[int] | None:
     return None if value is None else value.astype(np.int64).reshape(-1).tolist()
 
@@ -115,16 +101,11 @@ def split_packed_qkv(model) -> int:
     from onnx import helper, numpy_helper
 
     graph = model.graph
-    inits = {t.name: t for t in graph.initializer}
-    consts = {n.output[0]: n for n in graph.node if n.op_type == "Constant"}
-    consumers: dict[str, list] = {}
-    for n in graph.node:
-        for i in n.input:
-            consumers.setdefault(i, []).append(n)
-    outputs = {o.name for o in graph.output}
+    g = _Graph(model)
+    outputs = set(g.outputs)
 
     def only(name: str, op_type: str):
-        users = consumers.get(name, [])
+        users = g.consumers.get(name, [])
         ok = len(users) == 1 and users[0].op_type == op_type and name not in outputs
         return users[0] if ok else None
 
@@ -133,23 +114,23 @@ def split_packed_qkv(model) -> int:
 
     drop: set[int] = set()
     insert: dict[int, list] = {}
-    for reshape in (n for n in graph.node if n.op_type == "Reshape"):
-        shape = _ints(_const(inits, consts, reshape.input[1]))
+    for reshape in (n for n in g.nodes if n.op_type == "Reshape"):
+        shape = _ints(g.const(reshape.input[1]))
         unsq = only(reshape.output[0], "Unsqueeze")
         trans = unsq and only(unsq.output[0], "Transpose")
         squeeze = trans and only(trans.output[0], "Squeeze")
         if (not shape or len(shape) != 4 or shape[2] <= 0 or squeeze is None
-                or _ints(_const(inits, consts, unsq.input[1])) != [0]
+                or _ints(g.const(unsq.input[1])) != [0]
                 or list(attr(trans, "perm") or []) != [3, 1, 2, 0, 4]
-                or _ints(_const(inits, consts, squeeze.input[1])) not in ([-2], [3])):
+                or _ints(g.const(squeeze.input[1])) not in ([-2], [3])):
             continue
-        parts, gathers = shape[2], consumers.get(squeeze.output[0], [])
+        parts, gathers = shape[2], g.consumers.get(squeeze.output[0], [])
         picks = {}
-        for g in gathers:
-            index = _const(inits, consts, g.input[1]) if g.op_type == "Gather" else None
-            if index is None or index.ndim != 0 or (attr(g, "axis") or 0) != 0:  # scalar index drops the axis
+        for gather in gathers:
+            index = g.const(gather.input[1]) if gather.op_type == "Gather" else None
+            if index is None or index.ndim != 0 or (attr(gather, "axis") or 0) != 0:  # scalar index drops the axis
                 break
-            picks[int(index) % parts] = g
+            picks[int(index) % parts] = gather
         if not picks or len(picks) != len(gathers):
             continue
         name = f"{reshape.name or 'qkv'}_split_{len(insert)}"
@@ -157,8 +138,8 @@ def split_packed_qkv(model) -> int:
         graph.initializer.append(numpy_helper.from_array(np.array([2], np.int64), f"{name}_axis"))
         pieces = [f"{name}_{j}" for j in range(parts)]
         new = [helper.make_node("Split", [reshape.output[0], f"{name}_sizes"], pieces, name=name, axis=2)]
-        new += [helper.make_node("Squeeze", [pieces[j], f"{name}_axis"], [g.output[0]], name=f"{name}_squeeze_{j}")
-                for j, g in sorted(picks.items())]
+        new += [helper.make_node("Squeeze", [pieces[j], f"{name}_axis"], [gather.output[0]], name=f"{name}_squeeze_{j}")
+                for j, gather in sorted(picks.items())]
         insert[id(reshape)] = new
         drop.update(id(n) for n in (unsq, trans, squeeze, *gathers))
     if insert:

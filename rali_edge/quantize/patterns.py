@@ -68,8 +68,6 @@ class _Graph:
     """Producer/consumer indexes and constant lookup over one ONNX graph (no subgraphs needed)."""
 
     def __init__(self, model):
-        from onnx import numpy_helper
-
         self.nodes = list(model.graph.node)
         self.producer = {out: n for n in self.nodes for out in n.output if out}
         self.consumers: dict[str, list] = defaultdict(list)
@@ -77,20 +75,34 @@ class _Graph:
             for inp in n.input:
                 if inp:
                     self.consumers[inp].append(n)
-        self.consts = {t.name: numpy_helper.to_array(t) for t in model.graph.initializer}
-        for n in self.nodes:
-            if n.op_type == "Constant":
-                for attr in n.attribute:
-                    if attr.name == "value":
-                        self.consts[n.output[0]] = numpy_helper.to_array(attr.t)
-                    elif attr.name == "value_float":
-                        self.consts[n.output[0]] = np.asarray(attr.f, dtype=np.float32)
+        # Converted on first use: a ViT-L graph carries over a GB of weights that no lookup here needs.
+        self._initializers = {t.name: t for t in model.graph.initializer}
+        self._values: dict[str, np.ndarray | None] = {}
         self.outputs = [o.name for o in model.graph.output]
+
+    def _own_value(self, name: str) -> np.ndarray | None:
+        """The value of an initializer or of a Constant node's `value` / `value_float`, else None."""
+        from onnx import numpy_helper
+
+        if name not in self._values:
+            value = None
+            if name in self._initializers:
+                value = numpy_helper.to_array(self._initializers[name])
+            else:
+                node = self.producer.get(name)
+                for attr in node.attribute if node is not None and node.op_type == "Constant" else ():
+                    if attr.name == "value":
+                        value = numpy_helper.to_array(attr.t)
+                    elif attr.name == "value_float":
+                        value = np.asarray(attr.f, dtype=np.float32)
+            self._values[name] = value
+        return self._values[name]
 
     def const(self, name: str) -> np.ndarray | None:
         """Constant value behind `name`, looking through Cast/Identity of a constant."""
-        if name in self.consts:
-            return self.consts[name]
+        value = self._own_value(name)
+        if value is not None:
+            return value
         node = self.producer.get(name)
         if node is not None and node.op_type in ("Cast", "Identity") and node.input:
             return self.const(node.input[0])
