@@ -28,12 +28,16 @@ class DemoSettings:
     """Sizes of everything the demo builds. `full()` is the default run, `quick()` the short one."""
 
     sources: int
+    procedural: int  # extra dead-leaves training sources (rali_edge.data.procedural)
     image_size: int
     text_seeds: tuple[int, ...]
     grpo_steps: int
     describe_images: int
     clip_image_size: int
     clip_width: int
+    clip_embed_dim: int
+    clip_text_width: int
+    clip_text_layers: int
     align_steps: int
     align_batch: int
     align_lr: float
@@ -45,25 +49,20 @@ class DemoSettings:
     formats: tuple[str, ...]
     calib_size: int
     bench_repeats: int
-    procedural: int = 0  # extra dead-leaves training sources (rali_edge.data.procedural)
-    align_flip_rotate: bool = False
-    # The frozen text tower has random weights, so its embeddings carry quality only as far as a wide
-    # random projection keeps the words apart: a 1-layer, 256-wide tower keeps far more of it than a
-    # 2-layer, 32-wide one (ridge probe text embedding -> score PLCC 0.89 vs 0.48 on the demo texts).
-    clip_embed_dim: int = 32
-    clip_text_width: int = 32
-    clip_text_layers: int = 2
     seed: int = 0
 
     @classmethod
     def full(cls) -> DemoSettings:
-        return cls(sources=24, image_size=64, text_seeds=(0, 1, 2), grpo_steps=2, describe_images=4,
-                   clip_image_size=64, clip_width=16, align_steps=1200, align_batch=64, align_lr=3e-3,
+        # The frozen text tower has random weights, so its embeddings carry quality only as far as a wide
+        # random projection keeps the words apart: a 1-layer, 256-wide tower keeps far more of it than a
+        # 2-layer, 32-wide one (ridge probe text embedding -> score PLCC 0.89 vs 0.48 on the demo texts).
+        return cls(sources=24, procedural=96, image_size=64, text_seeds=(0, 1, 2), grpo_steps=2, describe_images=4,
+                   clip_image_size=64, clip_width=16, clip_embed_dim=256, clip_text_width=256, clip_text_layers=1,
+                   align_steps=1200, align_batch=64, align_lr=3e-3,
                    align_temperature=0.07, pca_dim=16, num_buckets=24, num_basis=32, fit_epochs=200,
                    formats=("pytorch-fp32", "onnx-fp32", "onnx-fp16", "onnx-int8-cpu", "onnx-int8-tensorrt",
                             "ort-fp32", "coreml-fp16", "coreml-int8w", "tensorrt-fp16", "tensorrt-int8"),
-                   calib_size=300, bench_repeats=5, procedural=96, clip_embed_dim=256, clip_text_width=256,
-                   clip_text_layers=1)
+                   calib_size=300, bench_repeats=5)
 
     @classmethod
     def quick(cls) -> DemoSettings:
@@ -156,7 +155,7 @@ def train_config(out: Path, s: DemoSettings, done: dict):
         data=DataConfig(train_meta=(data["train_meta"],), image_root=data["root"], triplets=done["texts"]["triplets"]),
         backbone=BackboneSpec(source="random", config_file=str(backbone_file)),
         align=AlignConfig(lr=s.align_lr, max_steps=s.align_steps, batch_size=s.align_batch,
-                          temperature=s.align_temperature, flip_rotate=s.align_flip_rotate, seed=s.seed),
+                          temperature=s.align_temperature, seed=s.seed),
         compress=CompressConfig(pca_dim=s.pca_dim, num_buckets=s.num_buckets, num_basis=s.num_basis, seed=s.seed),
         fit=FitConfig(epochs=s.fit_epochs, seed=s.seed),
     )
