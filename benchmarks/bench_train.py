@@ -1,13 +1,16 @@
 """Training benchmark: alignment throughput and compress + fit time (random weights, synthetic data).
 
-    PYTHONPATH=. .venv/bin/python benchmarks/bench_train.py [--models tiny,b16] [--devices cpu,cuda]
+    PYTHONPATH=. .venv/bin/python benchmarks/bench_train.py [--models tiny,demo-resnet,b16] [--devices cpu,cuda]
                                                              [--align-steps 3] [--batch 8] [--threads N] [--json out.json]
 
 1. Alignment throughput (images/s): one optimiser step = image-tower forward + backward on a batch,
    the symmetric InfoNCE loss against fixed text embeddings, AdamW step (the align stage's step
    without data loading), bf16 autocast on CUDA, float32 on the CPU. Models: the tiny open_clip ViT
-   of rali_edge.model.tiny (32 px) and an open_clip ViT-B-16 (224 px) built from its config with
-   RANDOM weights (nothing downloaded; speed does not depend on the weights).
+   of rali_edge.model.tiny (32 px), the demo's ResNet tower (64 px, width 16, `rali-edge demo`) and an
+   open_clip ViT-B-16 (224 px) built from its config with RANDOM weights (nothing downloaded; speed
+   does not depend on the weights). Each model runs in both memory layouts, contiguous (NCHW) and
+   channels-last (NHWC, `align.channels_last`, the default), steps interleaved so load drifts hit both
+   alike; `x` is the channels-last speed-up.
 2. compress + fit on 10,000 synthetic embeddings (D=768 -> M=512, N=240 buckets, K=250 basis
    vectors, default FitConfig with early stopping on a 10 % validation split). Target: < 30 s on CPU.
 """
@@ -44,41 +47,62 @@ def _vit_b16():
     return open_clip_backbone_config("ViT-B-16", None, cfg, pcfg)
 
 
-MODELS = {"tiny": _tiny, "b16": _vit_b16}
+def _demo_resnet():
+    from rali_edge.demo import DemoSettings
+    from rali_edge.model.tiny import tiny_resnet_backbone_config
+
+    s = DemoSettings.full()
+    return tiny_resnet_backbone_config(s.clip_image_size, s.clip_width, embed_dim=s.clip_embed_dim,
+                                       text_width=s.clip_text_width, text_layers=s.clip_text_layers)
 
 
-def align_throughput(model: str, device: str, batch: int, steps: int, warmup: int = 1) -> dict:
+MODELS = {"tiny": _tiny, "demo-resnet": _demo_resnet, "b16": _vit_b16}
+LAYOUTS = {"contiguous": torch.contiguous_format, "channels_last": torch.channels_last}
+
+
+def align_throughput(model: str, device: str, batch: int, steps: int, warmup: int = 1) -> list[dict]:
+    """One row per memory layout; the layouts' steps alternate so both see the same machine load."""
+    import copy
+
     from rali_edge.model.backbone import build_backbone
     from rali_edge.train.align import contrastive_loss
 
     cfg = MODELS[model]()
     torch.manual_seed(0)
-    backbone = build_backbone(cfg).to(device)
-    encoder = backbone.image_encoder().train()
-    opt = torch.optim.AdamW(encoder.parameters(), lr=1e-5)
+    encoder = build_backbone(cfg).to(device).image_encoder().train()
     size = cfg.image_size
     pixels = torch.randn(batch, 3, size, size, device=device)
     txt = torch.nn.functional.normalize(torch.randn(batch, cfg.embed_dim, device=device), dim=-1)
     ids = torch.arange(batch, device=device)
     dtype = torch.bfloat16 if device.startswith("cuda") else None
-    times = []
+    runs = {}
+    for name, fmt in LAYOUTS.items():
+        enc = copy.deepcopy(encoder).to(memory_format=fmt)
+        runs[name] = (enc, torch.optim.AdamW(enc.parameters(), lr=1e-5), pixels.contiguous(memory_format=fmt))
+    times: dict[str, list[float]] = {name: [] for name in LAYOUTS}
     for i in range(warmup + steps):
-        if device.startswith("cuda"):
-            torch.cuda.synchronize()
-        t0 = time.perf_counter()
-        with torch.autocast("cuda", dtype=dtype, enabled=dtype is not None):
-            loss = contrastive_loss(encoder(pixels), txt, ids, 0.01)
-        loss.backward()
-        opt.step()
-        opt.zero_grad(set_to_none=True)
-        if device.startswith("cuda"):
-            torch.cuda.synchronize()
-        if i >= warmup:
-            times.append(time.perf_counter() - t0)
-    step = statistics.median(times)
+        for name, (enc, opt, x) in runs.items():
+            if device.startswith("cuda"):
+                torch.cuda.synchronize()
+            t0 = time.perf_counter()
+            with torch.autocast("cuda", dtype=dtype, enabled=dtype is not None):
+                loss = contrastive_loss(enc(x), txt, ids, 0.01)
+            loss.backward()
+            opt.step()
+            opt.zero_grad(set_to_none=True)
+            if device.startswith("cuda"):
+                torch.cuda.synchronize()
+            if i >= warmup:
+                times[name].append(time.perf_counter() - t0)
     params = sum(p.numel() for p in encoder.parameters())
-    return {"model": model, "device": device, "image_size": size, "batch": batch, "params_M": params / 1e6,
-            "step_s": step, "images_per_s": batch / step, "precision": "bf16" if dtype else "fp32"}
+    base = statistics.median(times["contiguous"])
+    rows = []
+    for name in LAYOUTS:
+        step = statistics.median(times[name])
+        rows.append({"model": model, "device": device, "layout": name, "image_size": size, "batch": batch,
+                     "params_M": params / 1e6, "step_s": step, "images_per_s": batch / step,
+                     "speedup": base / step, "precision": "bf16" if dtype else "fp32"})
+    return rows
 
 
 def compress_fit_time(n: int = 10_000, d: int = 768, seed: int = 0) -> dict:
@@ -103,7 +127,7 @@ def compress_fit_time(n: int = 10_000, d: int = 768, seed: int = 0) -> dict:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--models", default="tiny,b16")
+    ap.add_argument("--models", default="tiny,demo-resnet,b16")
     ap.add_argument("--devices", default="cpu,cuda" if torch.cuda.is_available() else "cpu")
     ap.add_argument("--batch", type=int, default=8, help="CPU batch; CUDA uses --cuda-batch")
     ap.add_argument("--cuda-batch", type=int, default=64)
@@ -124,12 +148,14 @@ def main(argv: list[str] | None = None) -> int:
             continue
         for model in args.models.split(","):
             batch = args.cuda_batch if device.startswith("cuda") else args.batch
-            rows.append(align_throughput(model, device, batch, args.align_steps))
+            rows.extend(align_throughput(model, device, batch, args.align_steps))
     print(f"torch {torch.__version__}, threads {torch.get_num_threads()}")
-    print(f"{'model':6s} {'device':6s} {'px':>4s} {'batch':>5s} {'params':>8s} {'prec':>5s} {'step s':>8s} {'img/s':>9s}")
+    print(f"{'model':11s} {'device':6s} {'layout':13s} {'px':>4s} {'batch':>5s} {'params':>8s} {'prec':>5s} "
+          f"{'step s':>8s} {'img/s':>9s} {'x':>5s}")
     for r in rows:
-        print(f"{r['model']:6s} {r['device']:6s} {r['image_size']:4d} {r['batch']:5d} {r['params_M']:7.2f}M "
-              f"{r['precision']:>5s} {r['step_s']:8.3f} {r['images_per_s']:9.1f}")
+        print(f"{r['model']:11s} {r['device']:6s} {r['layout']:13s} {r['image_size']:4d} {r['batch']:5d} "
+              f"{r['params_M']:7.2f}M {r['precision']:>5s} {r['step_s']:8.3f} {r['images_per_s']:9.1f} "
+              f"{r['speedup']:5.2f}")
     report = {"align": rows}
     if not args.skip_compress:
         cf = compress_fit_time()

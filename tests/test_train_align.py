@@ -171,3 +171,23 @@ def test_resume_is_exact_with_flip_rotate(tiny_data, tmp_path):
     a, b, c = straight.state_dict(), fresh.state_dict(), plain.state_dict()
     assert all(torch.equal(a[k], b[k]) for k in a)
     assert not all(torch.equal(a[k], c[k]) for k in a)  # the augmentation did change training
+
+
+def test_channels_last_trains_the_same_resnet_tower_as_the_default_layout(tiny_data, tmp_path):
+    """NHWC is a layout change only: the weights after a few steps match NCHW training up to rounding."""
+    from rali_edge.model.backbone import build_backbone
+    from rali_edge.model.tiny import tiny_resnet_backbone_config
+
+    root, triplets = tiny_data
+    trained = {}
+    for layout in (True, False):
+        torch.manual_seed(0)
+        backbone = build_backbone(tiny_resnet_backbone_config(32, 16, context=16))
+        cfg = AlignConfig(**{**CFG.__dict__, "channels_last": layout})
+        align(backbone, triplets, root, cfg, tmp_path / str(layout), progress=False)
+        trained[layout] = backbone.image_encoder().state_dict()
+        assert all(v.is_contiguous() for v in trained[layout].values())  # back in the default layout
+    start = build_backbone(tiny_resnet_backbone_config(32, 16, context=16)).image_encoder().state_dict()
+    a, b = trained[True], trained[False]
+    assert any(not torch.equal(a[k], start[k]) for k in a)  # it did train
+    assert all(torch.allclose(a[k], b[k], atol=1e-4, rtol=1e-3) for k in a)
