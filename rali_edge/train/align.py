@@ -79,7 +79,7 @@ class AlignConfig:
     flip_rotate: bool = False
     # Train the image tower in channels-last (NHWC) memory layout: the same computation up to float
     # rounding, and oneDNN's NHWC convolution, batch-norm and pooling kernels make a step of the demo's
-    # ResNet tower 1.7x faster on the CPU (benchmarks/bench_train.py). ViTs have one convolution only.
+    # ResNet tower 1.35-1.7x faster on the CPU (benchmarks/bench_train.py). ViTs have one convolution only.
     channels_last: bool = True
     seed: int = 0
 
