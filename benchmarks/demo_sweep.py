@@ -8,8 +8,8 @@ Not a test: run it by hand, one run per call, e.g.
 `--set FIELD=VALUE` overrides a `rali_edge.demo.DemoSettings` field of the full demo, `--align
 FIELD=VALUE` a field of the alignment config the demo builds (`rali_edge.train.align.AlignConfig`);
 VALUE is JSON (numbers, lists, true/false). Prints the test PLCC/SRCC and writes them to
-OUT/sweep.json. The figures quoted in the README's demo section came from runs like these, two at a
-time with OMP_NUM_THREADS=1. Results depend on the thread count (float reduction order), so compare
+OUT/sweep.json. The figures quoted in the README's demo section came from runs of the same stages,
+mostly two at a time with OMP_NUM_THREADS=1. Results depend on the thread count (float reduction order), so compare
 runs made with the same one.
 """
 
