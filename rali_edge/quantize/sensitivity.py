@@ -30,6 +30,7 @@ from rali_edge.quantize.config import OnnxInt8Config
 if TYPE_CHECKING:
     from rali_edge.calibration.sets import CalibrationSet
     from rali_edge.quantize.api import QuantizeResult
+    from rali_edge.quantize.patterns import SensitivityUnit
 
 
 class DriftBudgetNotMet(RaliEdgeError):
@@ -99,7 +100,7 @@ def _quantize_to(prepared: Path, out: Path, config: OnnxInt8Config, calibration:
 
 
 def block_sensitivity(source: str | Path, calibration: CalibrationSet, data: EvalData,
-                      config: OnnxInt8Config = OnnxInt8Config(), prepared: Path | None = None) -> list[BlockSensitivity]:
+                      config: OnnxInt8Config = OnnxInt8Config()) -> list[BlockSensitivity]:
     """Quantize one unit at a time; ranked most sensitive (largest score MAE) first."""
     import onnx
 
@@ -107,22 +108,25 @@ def block_sensitivity(source: str | Path, calibration: CalibrationSet, data: Eva
 
     with tempfile.TemporaryDirectory(prefix="rali-sens-") as tmp:
         tmpd = Path(tmp)
-        prepared = prepared or prepare(Path(source), tmpd, config.preprocess)
+        prepared = prepare(Path(source), tmpd, config.preprocess)
         _, units = sensitivity_units(onnx.load(str(prepared)), config.op_types)
-        blocks = [u.nodes for u in units]
-        ref = _scores(prepared, data.pixels)
-        p_ref, _ = _plcc_srcc(ref, data.gt)
-        all_block_nodes = {n for b in blocks for n in b}
-        rows = []
-        for i, nodes in enumerate(blocks):
-            others = tuple(sorted(all_block_nodes - set(nodes)))
-            cfg = dataclasses.replace(config, extra_float_nodes=config.extra_float_nodes + others)
-            _quantize_to(prepared, tmpd / f"block{i}.onnx", cfg, calibration)
-            got = _scores(tmpd / f"block{i}.onnx", data.pixels)
-            p, _ = _plcc_srcc(got, data.gt)
-            rows.append(BlockSensitivity(i, units[i].label, len(nodes), float(np.abs(got - ref).mean()),
-                                         float(np.abs(got - ref).max()),
-                                         None if p is None else p - p_ref))
+        return _rank_units(prepared, units, _scores(prepared, data.pixels), calibration, data, config, tmpd)
+
+
+def _rank_units(prepared: Path, units: list[SensitivityUnit], ref: np.ndarray, calibration: CalibrationSet, data: EvalData,
+                config: OnnxInt8Config, tmpd: Path) -> list[BlockSensitivity]:
+    """Score drift with only unit i quantized, for each i; `ref` = the float model's scores on `data`."""
+    p_ref, _ = _plcc_srcc(ref, data.gt)
+    all_unit_nodes = {n for u in units for n in u.nodes}
+    rows = []
+    for i, unit in enumerate(units):
+        others = tuple(sorted(all_unit_nodes - set(unit.nodes)))
+        cfg = dataclasses.replace(config, extra_float_nodes=config.extra_float_nodes + others)
+        _quantize_to(prepared, tmpd / f"block{i}.onnx", cfg, calibration)
+        got = _scores(tmpd / f"block{i}.onnx", data.pixels)
+        p, _ = _plcc_srcc(got, data.gt)
+        rows.append(BlockSensitivity(i, unit.label, len(unit.nodes), float(np.abs(got - ref).mean()),
+                                     float(np.abs(got - ref).max()), None if p is None else p - p_ref))
     return sorted(rows, key=lambda r: -r.score_mae)
 
 
@@ -175,9 +179,10 @@ def quantize_to_budget(source: str | Path, out: str | Path, calibration: Calibra
         prepared = prepare(source, tmpd, config.preprocess)
         kind, units = sensitivity_units(onnx.load(str(prepared)), config.op_types)
         blocks = [u.nodes for u in units]
-        p_ref, s_ref = _plcc_srcc(_scores(prepared, data.pixels), data.gt)
+        ref = _scores(prepared, data.pixels)
+        p_ref, s_ref = _plcc_srcc(ref, data.gt)
         config = dataclasses.replace(config, keep_head_float=True, preprocess=False)
-        ranked = block_sensitivity(prepared, calibration, data, config, prepared=prepared)
+        ranked = _rank_units(prepared, units, ref, calibration, data, config, tmpd)
         steps, kept = [], []
         for step in range(len(ranked) + 1):
             extra = tuple(n for r in ranked[:step] for n in blocks[r.block])
