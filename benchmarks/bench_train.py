@@ -6,7 +6,7 @@
 1. Alignment throughput (images/s): one optimiser step = image-tower forward + backward on a batch,
    the symmetric InfoNCE loss against fixed text embeddings, AdamW step (the align stage's step
    without data loading), bf16 autocast on CUDA, float32 on the CPU. Models: the tiny open_clip ViT
-   of rali_edge.model.tiny (32 px), the demo's ResNet tower (64 px, width 16, `rali-edge demo`) and an
+   of rali_edge.model.tiny (32 px), the demo's ResNet tower (`DemoSettings.full()`: 128 px, width 8) and an
    open_clip ViT-B-16 (224 px) built from its config with RANDOM weights (nothing downloaded; speed
    does not depend on the weights). Each model runs in both memory layouts, contiguous (NCHW) and
    channels-last (NHWC, `align.channels_last`, the default), steps interleaved so load drifts hit both
