@@ -30,11 +30,16 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from bench_int8 import IMAGE_SIZE, build_bundle, export_fp32, quantize_variants, session  # noqa: E402
 
 
-def openvino_runner(path: Path, threads: int):
+def _openvino():
     try:
-        import openvino as ov
+        import openvino
     except ImportError as e:
-        raise SystemExit("this benchmark needs OpenVINO: pip install openvino") from e
+        raise SystemExit("this benchmark needs OpenVINO (not a rali-edge dependency): pip install openvino") from e
+    return openvino
+
+
+def openvino_runner(path: Path, threads: int):
+    ov = _openvino()
     config = {"INFERENCE_NUM_THREADS": threads, "PERFORMANCE_HINT": "LATENCY",
               "INFERENCE_PRECISION_HINT": "f32"}  # no silent bf16 on CPUs that have it
     request = ov.Core().compile_model(str(path), "CPU", config).create_infer_request()
@@ -74,7 +79,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--calib", type=int, default=16, help="random calibration images (speed only)")
     args = ap.parse_args(argv)
     warnings.filterwarnings("ignore")
-    import openvino as ov  # fail before the long export when it is missing
+    ov = _openvino()  # fail before the long export when it is missing
 
     args.workdir.mkdir(parents=True, exist_ok=True)
     fp32 = export_fp32(build_bundle(args.workdir), args.workdir)
