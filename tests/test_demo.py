@@ -47,3 +47,19 @@ def test_demo_refuses_a_folder_made_with_other_settings(tmp_path):
     _check_settings(tmp_path, DemoSettings.quick())  # same settings: fine
     with pytest.raises(ConfigError, match="other settings"):
         _check_settings(tmp_path, DemoSettings.full())
+
+
+def test_demo_training_config_carries_the_demo_settings(tmp_path):
+    from rali_edge.demo import DemoSettings, train_config
+
+    s = DemoSettings.full()
+    done = {"data": {"train_meta": str(tmp_path / "train.json"), "root": str(tmp_path)},
+            "texts": {"triplets": str(tmp_path / "triplets.jsonl")}}
+    cfg = train_config(tmp_path, s, done)
+    assert (cfg.align.max_steps, cfg.align.batch_size, cfg.align.lr, cfg.align.temperature) == (
+        s.align_steps, s.align_batch, s.align_lr, s.align_temperature)
+    assert (cfg.compress.pca_dim, cfg.compress.num_buckets, cfg.compress.num_basis) == (
+        s.pca_dim, s.num_buckets, s.num_basis)
+    backbone = json.loads((tmp_path / "train" / "backbone_config.json").read_text())
+    vision = backbone["model_config"]["model_cfg"]["vision_cfg"]
+    assert (vision["image_size"], vision["width"]) == (s.clip_image_size, s.clip_width)
