@@ -27,6 +27,7 @@ import statistics
 import sys
 import time
 import warnings
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -128,33 +129,56 @@ def session(path: Path, threads: int):
     return ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
 
 
-def measure(models: dict[str, Path], batches: tuple[int, ...], reps: int, threads: int) -> tuple[dict, dict]:
-    """Medians of (wall ms, process CPU ms) per (model, batch)."""
-    sessions = {name: session(p, threads) for name, p in models.items()}
+def ort_runner(path: Path, threads: int) -> Callable[[np.ndarray], np.ndarray]:
+    """pixels -> scores with `session(path, threads)`."""
+    s = session(path, threads)
+    return lambda pixels: s.run(None, {"pixels": pixels})[0]
+
+
+def bench_inputs(batches: tuple[int, ...]) -> dict[int, np.ndarray]:
+    """The uint8 pixels every model is timed on, one batch per size."""
     rng = np.random.default_rng(1)
-    inputs = {b: rng.integers(0, 256, (b, 3, IMAGE_SIZE, IMAGE_SIZE), dtype=np.uint8) for b in batches}
-    for s in sessions.values():  # warm-up
-        for b in batches:
-            s.run(None, {"pixels": inputs[b]})
-    wall: dict[tuple[str, int], list[float]] = {(n, b): [] for n in sessions for b in batches}
-    cpu: dict[tuple[str, int], list[float]] = {(n, b): [] for n in sessions for b in batches}
+    return {b: rng.integers(0, 256, (b, 3, IMAGE_SIZE, IMAGE_SIZE), dtype=np.uint8) for b in batches}
+
+
+def time_interleaved(runners: dict[str, Callable[[np.ndarray], object]], inputs: dict[int, np.ndarray],
+                     reps: int) -> tuple[dict, dict]:
+    """Medians of (wall ms, process CPU ms) per (runner, batch); each rep runs every runner once at each
+    batch size, so load drifts hit all of them alike. Warm the runners up first."""
+    wall: dict[tuple[str, int], list[float]] = {(n, b): [] for n in runners for b in inputs}
+    cpu: dict[tuple[str, int], list[float]] = {(n, b): [] for n in runners for b in inputs}
     for _ in range(reps):
-        for b in batches:
-            for name, s in sessions.items():
+        for b, pixels in inputs.items():
+            for name, run in runners.items():
                 c, t = time.process_time(), time.perf_counter()
-                s.run(None, {"pixels": inputs[b]})
+                run(pixels)
                 wall[(name, b)].append((time.perf_counter() - t) * 1000)
                 cpu[(name, b)].append((time.process_time() - c) * 1000)
     med = lambda d: {k: statistics.median(v) for k, v in d.items()}  # noqa: E731
     return med(wall), med(cpu)
 
 
-def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def measure(models: dict[str, Path], batches: tuple[int, ...], reps: int, threads: int) -> tuple[dict, dict]:
+    """Medians of (wall ms, process CPU ms) per (model, batch)."""
+    runners = {name: ort_runner(p, threads) for name, p in models.items()}
+    inputs = bench_inputs(batches)
+    for run in runners.values():  # warm-up
+        for pixels in inputs.values():
+            run(pixels)
+    return time_interleaved(runners, inputs, reps)
+
+
+def add_common_arguments(ap: argparse.ArgumentParser, reps: int) -> None:
+    """Options shared with bench_int8_openvino.py, which reuses this script's cached exports in --workdir."""
     ap.add_argument("--workdir", type=Path, default=Path("/tmp/rali-bench-int8"))
-    ap.add_argument("--reps", type=int, default=7)
+    ap.add_argument("--reps", type=int, default=reps)
     ap.add_argument("--threads", type=int, default=os.cpu_count() or 1)
     ap.add_argument("--calib", type=int, default=16, help="random calibration images (speed only)")
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    add_common_arguments(ap, reps=7)
     args = ap.parse_args(argv)
     warnings.filterwarnings("ignore")
     args.workdir.mkdir(parents=True, exist_ok=True)

@@ -16,9 +16,7 @@ from __future__ import annotations
 
 import argparse
 import os
-import statistics
 import sys
-import time
 import warnings
 from pathlib import Path
 
@@ -27,7 +25,16 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench_int8 import IMAGE_SIZE, build_bundle, export_fp32, quantize_variants, session  # noqa: E402
+from bench_int8 import (  # noqa: E402
+    IMAGE_SIZE,
+    add_common_arguments,
+    bench_inputs,
+    build_bundle,
+    export_fp32,
+    ort_runner,
+    quantize_variants,
+    time_interleaved,
+)
 
 
 def _openvino():
@@ -46,37 +53,16 @@ def openvino_runner(path: Path, threads: int):
     return lambda pixels: np.asarray(request.infer({0: pixels})[0]).copy()
 
 
-def ort_runner(path: Path, threads: int):
-    s = session(path, threads)
-    return lambda pixels: s.run(None, {"pixels": pixels})[0]
-
-
-def measure(runners: dict, batches: tuple[int, ...], reps: int) -> tuple[dict, dict, dict]:
-    """Median wall ms and process-CPU ms per (model, batch), and max |score - ORT FP32| per model."""
-    rng = np.random.default_rng(1)
-    inputs = {b: rng.integers(0, 256, (b, 3, IMAGE_SIZE, IMAGE_SIZE), dtype=np.uint8) for b in batches}
-    reference = {b: runners["ort fp32"](inputs[b]) for b in batches}
-    diff = {name: max(float(np.max(np.abs(run(inputs[b]) - reference[b]))) for b in batches)
-            for name, run in runners.items()}  # doubles as the warm-up
-    wall: dict = {(n, b): [] for n in runners for b in batches}
-    cpu: dict = {(n, b): [] for n in runners for b in batches}
-    for _ in range(reps):
-        for b in batches:
-            for name, run in runners.items():
-                c, t = time.process_time(), time.perf_counter()
-                run(inputs[b])
-                wall[(name, b)].append((time.perf_counter() - t) * 1000)
-                cpu[(name, b)].append((time.process_time() - c) * 1000)
-    med = lambda d: {k: statistics.median(v) for k, v in d.items()}  # noqa: E731
-    return med(wall), med(cpu), diff
+def score_changes(runners: dict, inputs: dict[int, np.ndarray]) -> dict[str, float]:
+    """Max |score - ORT FP32 score| per runner over all inputs; running every model also warms it up."""
+    reference = {b: runners["ort fp32"](pixels) for b, pixels in inputs.items()}
+    return {name: max(float(np.max(np.abs(run(pixels) - reference[b]))) for b, pixels in inputs.items())
+            for name, run in runners.items()}
 
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--workdir", type=Path, default=Path("/tmp/rali-bench-int8"))
-    ap.add_argument("--reps", type=int, default=9)
-    ap.add_argument("--threads", type=int, default=os.cpu_count() or 1)
-    ap.add_argument("--calib", type=int, default=16, help="random calibration images (speed only)")
+    add_common_arguments(ap, reps=9)
     args = ap.parse_args(argv)
     warnings.filterwarnings("ignore")
     ov = _openvino()  # fail before the long export when it is missing
@@ -90,7 +76,9 @@ def main(argv: list[str] | None = None) -> int:
                "ov int8-nobias": openvino_runner(int8["int8-nobias"], args.threads)}
     batches = (1, 8)
     load_before = os.getloadavg()
-    wall, cpu, diff = measure(runners, batches, args.reps)
+    inputs = bench_inputs(batches)
+    diff = score_changes(runners, inputs)
+    wall, cpu = time_interleaved(runners, inputs, args.reps)
     load_after = os.getloadavg()
     print(f"ViT-B/16 RALI scorer, {IMAGE_SIZE} px, random weights; {args.threads} threads, median of "
           f"{args.reps} interleaved reps; OpenVINO {ov.__version__}")
