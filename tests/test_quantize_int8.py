@@ -10,7 +10,14 @@ import pytest
 from test_quantize_fixtures import int8_case, scorer_case  # noqa: F401 - pytest fixtures
 
 from rali_edge.errors import ConfigError, NotRunnableHere
-from rali_edge.quantize import CoreMLW8A8Config, OnnxFp16Config, TensorRTInt8Config, quant_json_path, quantize
+from rali_edge.quantize import (
+    CoreMLW8A8Config,
+    OnnxFp16Config,
+    OnnxInt8Config,
+    TensorRTInt8Config,
+    quant_json_path,
+    quantize,
+)
 
 # Budget for this model (2-layer width-32 ViT, head fitted on 240 synthetic images, 120 test images).
 MAX_DROP = 0.01
@@ -111,3 +118,29 @@ def test_float_input_graphs_are_calibrated_in_their_own_input_kind(int8_case, tm
     want = open_runner(norm).run(pixels)["score"]
     got = open_runner(q.path).run(pixels)["score"]
     assert np.abs(got - want).mean() < 0.1  # calibrated on normalised floats, not raw 0..255 values
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("config_cls", [OnnxInt8Config, TensorRTInt8Config])
+def test_the_full_resolution_stem_stays_float_unless_asked(tmp_path, config_cls):
+    """A CNN tower's 3-conv stem keeps float weights and inputs; the convs after the first pooling are INT8."""
+    from rali_edge.calibration import from_pixels
+    from rali_edge.export.api import export_bundle
+    from rali_edge.model.tiny import make_random_bundle, tiny_timm_backbone_config
+
+    bundle = make_random_bundle(tmp_path / "b", backbone_config=tiny_timm_backbone_config("test_resnet", 32))
+    src = export_bundle(bundle, "onnx", out_dir=tmp_path / "x").path
+    cal = from_pixels(np.random.default_rng(0).integers(0, 256, (16, 3, 32, 32), dtype=np.uint8), "noise")
+    convs = [n.name for n in onnx.load(str(src)).graph.node if n.op_type == "Conv"]
+
+    def int8_convs(path):
+        model = onnx.load(str(path))
+        producer = {o: n for n in model.graph.node for o in n.output}
+        return {n.name for n in model.graph.node if n.op_type == "Conv"
+                and getattr(producer.get(n.input[1]), "op_type", None) == "DequantizeLinear"}
+
+    kept = quantize(config_cls(), src, tmp_path / "q.onnx", cal)
+    assert kept.details["float_nodes"]["stem"] == 3
+    assert int8_convs(kept.path) == set(convs[3:])
+    plain = quantize(config_cls(keep_stem_float=False), src, tmp_path / "all.onnx", cal)
+    assert plain.details["float_nodes"]["stem"] == 0 and int8_convs(plain.path) == set(convs)

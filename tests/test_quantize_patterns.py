@@ -118,3 +118,60 @@ def test_head_found_on_a_resnet_tower(tmp_path):
     assert producer["score"] in plan.head
     convs = [n.name for n in model.graph.node if n.op_type == "Conv"]
     assert convs and not set(convs) & set(plan.head)
+
+
+def _conv_graph(layers: list[tuple[str, int]]):
+    """uint8 pixels -> Cast -> Mul -> Add (normalisation) -> the given (op, stride) chain -> out."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    nodes = [helper.make_node("Cast", ["pixels"], ["f"], to=TensorProto.FLOAT),
+             helper.make_node("Mul", ["f", "scale"], ["m"]), helper.make_node("Add", ["m", "shift"], ["x0"])]
+    init = [numpy_helper.from_array(np.ones((1, 3, 1, 1), np.float32), "scale"),
+            numpy_helper.from_array(np.zeros((1, 3, 1, 1), np.float32), "shift"),
+            numpy_helper.from_array(np.ones((3, 3, 3, 3), np.float32), "w")]
+    for i, (op, stride) in enumerate(layers):
+        src, dst = f"x{i}", f"x{i + 1}"
+        if op == "Conv":
+            nodes.append(helper.make_node("Conv", [src, "w"], [dst], name=f"conv{i}", pads=[1, 1, 1, 1],
+                                          strides=[stride, stride]))
+        elif op == "MaxPool":
+            nodes.append(helper.make_node("MaxPool", [src], [dst], kernel_shape=[2, 2], strides=[2, 2]))
+        else:
+            nodes.append(helper.make_node(op, [src], [dst]))
+    nodes.append(helper.make_node("Identity", [f"x{len(layers)}"], ["out"]))
+    g = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("pixels", TensorProto.UINT8, [1, 3, 16, 16])],
+                          [helper.make_tensor_value_info("out", TensorProto.FLOAT, None)], init)
+    return helper.make_model(g)
+
+
+def test_stem_is_the_first_conv_and_the_stride_one_convs_on_its_grid():
+    chain = [("Conv", 2), ("Relu", 1), ("Conv", 1), ("Relu", 1), ("Conv", 1), ("MaxPool", 2), ("Conv", 1),
+             ("Conv", 2)]
+    plan = find_float_nodes(_conv_graph(chain), keep_head=False)
+    assert plan.stem == ("conv0", "conv2", "conv4")  # the pooled grid's convs are not the stem
+    assert set(plan.stem) <= set(plan.all())
+    # A strided conv ends the stem as a pooling layer does.
+    assert find_float_nodes(_conv_graph([("Conv", 1), ("Conv", 2), ("Conv", 1)]), keep_head=False).stem == ("conv0",)
+    assert find_float_nodes(_conv_graph(chain), keep_head=False, keep_stem=False).stem == ()
+
+
+@pytest.mark.slow
+def test_stem_of_a_vit_is_its_patch_convolution(graphs):
+    for model in graphs.values():
+        stem = find_float_nodes(model).stem
+        assert _ops(model, stem) == ["Conv"]
+        assert stem[0] == next(n.name for n in model.graph.node if n.op_type == "Conv")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("tower", ["modified_resnet", "timm_resnet"])
+def test_stem_of_resnet_towers_is_their_three_full_resolution_convs(tmp_path, tower):
+    from rali_edge.export.api import export_bundle
+    from rali_edge.model.tiny import make_random_bundle, tiny_resnet_backbone_config, tiny_timm_backbone_config
+
+    cfg = (tiny_resnet_backbone_config(image_size=32, width=8) if tower == "modified_resnet"
+           else tiny_timm_backbone_config("test_resnet", image_size=32))
+    bundle = make_random_bundle(tmp_path / "rn", backbone_config=cfg)
+    model = onnx.load(export_bundle(bundle, "onnx", "fp32", out_dir=tmp_path / "x").path)
+    convs = [n.name for n in model.graph.node if n.op_type == "Conv"]
+    assert find_float_nodes(model).stem == tuple(convs[:3])  # conv1 (stride 2), conv2, conv3; then a pool

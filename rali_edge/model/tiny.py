@@ -72,29 +72,57 @@ def tiny_backbone_config(library: str = "open_clip", image_size: int = 32) -> Ba
     return _TINY[library](image_size, patch)
 
 
-def tiny_resnet_backbone_config(image_size: int = 64, width: int = 16, context: int = 77, embed_dim: int = TINY_WIDTH,
-                                text_width: int = TINY_WIDTH, text_layers: int = TINY_LAYERS) -> BackboneConfig:
-    """A small open_clip CLIP whose image tower is a ModifiedResNet (stages of 1 block, base `width`).
-
-    CNNs pick up low-level quality cues (blur, noise, blocking) from little data far better than a
-    tiny ViT, which memorises image content instead; the demo trains this one from scratch. Export
-    keeps an explicit normalisation layer for it (its stem conv is padded, so nothing folds exactly).
-    """
+def _small_clip(name: str, vision_cfg: dict, image_size: int, context: int, embed_dim: int, text_width: int,
+                text_layers: int) -> BackboneConfig:
+    """An open_clip CLIP config of `vision_cfg` and a small text tower (CLIP BPE, CLIP mean/std, bicubic)."""
     from rali_edge.bundle import CLIP_MEAN, CLIP_STD
     from rali_edge.model.backbone import open_clip_backbone_config
 
-    if image_size % 32:
-        raise ConfigError(f"tiny ResNet: image_size {image_size} must be a multiple of 32")
     model_cfg = {
         "embed_dim": embed_dim,
         "quick_gelu": True,
-        "vision_cfg": {"image_size": image_size, "layers": [1, 1, 1, 1], "width": width, "head_width": 16},
+        "vision_cfg": {"image_size": image_size, **vision_cfg},
         "text_cfg": {"context_length": context, "vocab_size": CLIP_VOCAB, "width": text_width,
                      "heads": TINY_HEADS, "layers": text_layers},
     }
     pcfg = {"size": image_size, "mean": list(CLIP_MEAN), "std": list(CLIP_STD),
             "interpolation": "bicubic", "resize_mode": "shortest"}
-    return open_clip_backbone_config("rali-tiny-open-clip-rn", None, model_cfg, pcfg)
+    return open_clip_backbone_config(name, None, model_cfg, pcfg)
+
+
+def tiny_resnet_backbone_config(image_size: int = 64, width: int = 16, context: int = 77, embed_dim: int = TINY_WIDTH,
+                                text_width: int = TINY_WIDTH, text_layers: int = TINY_LAYERS) -> BackboneConfig:
+    """A small open_clip CLIP whose image tower is a ModifiedResNet (stages of 1 block, base `width`).
+
+    CNNs pick up low-level quality cues (blur, noise, blocking) from little data far better than a
+    tiny ViT, which memorises image content instead. Its attention pool has a positional embedding
+    of the final grid, so it takes `image_size` input only. Export keeps an explicit normalisation
+    layer for it (its stem conv is padded, so nothing folds exactly).
+    """
+    if image_size % 32:
+        raise ConfigError(f"tiny ResNet: image_size {image_size} must be a multiple of 32")
+    vision = {"layers": [1, 1, 1, 1], "width": width, "head_width": 16}
+    return _small_clip("rali-tiny-open-clip-rn", vision, image_size, context, embed_dim, text_width, text_layers)
+
+
+def tiny_timm_backbone_config(model_name: str = "test_resnet", image_size: int = 128, context: int = 77,
+                              embed_dim: int = TINY_WIDTH, text_width: int = TINY_WIDTH,
+                              text_layers: int = TINY_LAYERS) -> BackboneConfig:
+    """A small open_clip CLIP whose image tower is the timm model `model_name`, random weights, with
+    global average pooling and a linear projection (open_clip's TimmModel).
+
+    Fully convolutional up to the average pool, so the tower takes crops of any size: alignment can
+    train it on random crops (`AlignConfig.random_crop`) and score whole images. The default,
+    timm's `test_resnet` (0.4 M parameters: a deep 3-conv stem of 8-8-16 channels, then one
+    basic or bottleneck block per stage), is the smallest ResNet timm registers.
+    """
+    import timm
+
+    if not timm.is_model(model_name):
+        raise ConfigError(f"timm has no model named {model_name!r} (see timm.list_models())")
+    vision = {"timm_model_name": model_name, "timm_pool": "avg", "timm_proj": "linear"}
+    return _small_clip(f"rali-tiny-open-clip-timm-{model_name}", vision, image_size, context, embed_dim,
+                       text_width, text_layers)
 
 
 def random_head(embed_dim: int, pca_dim: int, num_basis: int, generator: torch.Generator):

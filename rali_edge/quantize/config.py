@@ -49,6 +49,9 @@ class OnnxInt8Config:
     percentile: float = 99.999
     per_channel: bool = True
     keep_head_float: bool = True
+    # The full-resolution convolutions (patterns.find_stem) stay float: their 8-bit activations lose the
+    # faint pixel-level cues (noise, blur) a quality scorer reads. A few percent of a CNN's compute.
+    keep_stem_float: bool = True
     exclude_layernorm: bool = True
     exclude_softmax: bool = True
     exclude_gelu: bool = True
@@ -97,6 +100,7 @@ class TensorRTInt8Config:
     quantizer: str = "ort"
     method: str = "entropy"
     keep_head_float: bool = True
+    keep_stem_float: bool = True  # as OnnxInt8Config.keep_stem_float; TensorRT runs those convs in FP16/FP32
     calibration_batch: int = 8
     version: int = CONFIG_VERSION
 

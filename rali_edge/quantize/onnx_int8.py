@@ -10,6 +10,7 @@ weights; "tensorrt" = s8 symmetric activations and weights.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import io
 import logging
 import tempfile
@@ -160,12 +161,13 @@ def preprocess_model(source: Path, out: Path) -> Path:
 
 def plan_for(model, config: OnnxInt8Config) -> FloatPlan:
     plan = find_float_nodes(model, keep_head=config.keep_head_float, keep_layernorm=config.exclude_layernorm,
-                            keep_softmax=config.exclude_softmax, keep_gelu=config.exclude_gelu)
+                            keep_softmax=config.exclude_softmax, keep_gelu=config.exclude_gelu,
+                            keep_stem=config.keep_stem_float)
     names = {n.name for n in model.graph.node}
     missing = [n for n in config.extra_float_nodes if n not in names]
     if missing:
         raise ConfigError(f"extra_float_nodes not in the graph: {missing[:5]}")
-    return FloatPlan(plan.head, plan.layernorm, plan.softmax, plan.gelu, config.extra_float_nodes)
+    return dataclasses.replace(plan, extra=config.extra_float_nodes)
 
 
 def quantize_onnx_int8(config: OnnxInt8Config, source: Path, out: Path, calibration: CalibrationSet) -> dict:
@@ -238,7 +240,7 @@ def quantize_for_tensorrt(config: TensorRTInt8Config, source: Path, out: Path,
     if config.quantizer == "modelopt":
         return _modelopt(config, source, out, calibration)
     ort_config = OnnxInt8Config(profile="tensorrt", method=config.method, keep_head_float=config.keep_head_float,
-                                fuse_bias=False,
+                                keep_stem_float=config.keep_stem_float, fuse_bias=False,
                                 calibration_batch=config.calibration_batch,
                                 # TensorRT fuses Q/DQ around GEMMs itself; float outputs are the norm there.
                                 float_output_ops=("MatMul", "Gemm"))
@@ -262,13 +264,13 @@ def _modelopt(config: TensorRTInt8Config, source: Path, out: Path, calibration: 
     name, elem_type, fixed = model_input(model)
     kind = input_kind_of(model, elem_type)
     pixels = np.concatenate(feed_batches(calibration, kind, fixed or len(calibration), bool(fixed)))
-    plan = find_float_nodes(model, keep_head=config.keep_head_float)
+    plan = find_float_nodes(model, keep_head=config.keep_head_float, keep_stem=config.keep_stem_float)
     with tempfile.TemporaryDirectory(prefix="rali-mo-") as tmp:
         named = Path(tmp) / "named.onnx"
         onnx.save(model, str(named))
         with atomic_path(out) as tmp_out, quiet_stdout("modelopt.onnx.quantization"):
             modelopt_quantize(str(named), quantize_mode="int8", calibration_data={name: pixels},
                               calibration_method=methods[config.method],
-                              nodes_to_exclude=list(plan.head), output_path=str(tmp_out))
+                              nodes_to_exclude=list(plan.head + plan.stem), output_path=str(tmp_out))
     return {"quantizer": "modelopt", "float_nodes": plan.summary()}, [
         "ModelOpt keeps its own exclusions (LayerNorm, GELU, attention core) and leaves the rest in FP16 by default"]

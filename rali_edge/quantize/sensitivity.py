@@ -109,7 +109,7 @@ def block_sensitivity(source: str | Path, calibration: CalibrationSet, data: Eva
     with tempfile.TemporaryDirectory(prefix="rali-sens-") as tmp:
         tmpd = Path(tmp)
         prepared = prepare(Path(source), tmpd, config.preprocess)
-        _, units = sensitivity_units(onnx.load(str(prepared)), config.op_types)
+        _, units = sensitivity_units(onnx.load(str(prepared)), config.op_types, config.keep_stem_float)
         return _rank_units(prepared, units, _scores(prepared, data.pixels), calibration, data, config, tmpd)
 
 
@@ -177,7 +177,7 @@ def quantize_to_budget(source: str | Path, out: str | Path, calibration: Calibra
     with tempfile.TemporaryDirectory(prefix="rali-budget-") as tmp:
         tmpd = Path(tmp)
         prepared = prepare(source, tmpd, config.preprocess)
-        kind, units = sensitivity_units(onnx.load(str(prepared)), config.op_types)
+        kind, units = sensitivity_units(onnx.load(str(prepared)), config.op_types, config.keep_stem_float)
         blocks = [u.nodes for u in units]
         ref = _scores(prepared, data.pixels)
         p_ref, s_ref = _plcc_srcc(ref, data.gt)
