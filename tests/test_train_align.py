@@ -192,3 +192,80 @@ def test_channels_last_trains_the_same_resnet_tower_as_the_default_layout(tiny_d
     a, b = trained[True], trained[False]
     assert any(not torch.equal(a[k], start[k]) for k in a)  # it did train
     assert all(torch.allclose(a[k], b[k], atol=1e-4, rtol=1e-3) for k in a)
+
+
+def test_random_crop_cuts_seeded_squares_at_varied_positions():
+    import numpy as np
+
+    from rali_edge.train.align import random_crop
+
+    batch = torch.arange(16 * 3 * 8 * 8, dtype=torch.float32).reshape(16, 3, 8, 8)
+    out = random_crop(batch, 5, np.random.default_rng(0))
+    assert out.shape == (16, 3, 5, 5)
+    assert torch.equal(out, random_crop(batch, 5, np.random.default_rng(0)))
+    offsets = set()
+    for x, y in zip(batch, out):
+        found = [(i, j) for i in range(4) for j in range(4) if torch.equal(x[:, i:i + 5, j:j + 5], y)]
+        assert len(found) == 1
+        offsets.add(found[0])
+    assert len(offsets) > 3  # each image gets its own position
+    with pytest.raises(ConfigError, match="larger"):
+        random_crop(batch, 9, np.random.default_rng(0))
+    with pytest.raises(ConfigError, match="random_crop"):
+        AlignConfig(random_crop=-1)
+
+
+def _timm_backbone():
+    from rali_edge.model.backbone import build_backbone
+    from rali_edge.model.tiny import tiny_timm_backbone_config
+
+    torch.manual_seed(0)
+    return build_backbone(tiny_timm_backbone_config("test_resnet", image_size=32, context=16))
+
+
+def test_resume_is_exact_with_random_crops_on_a_timm_tower(tiny_data, tmp_path):
+    root, triplets = tiny_data
+    cfg = AlignConfig(**{**CFG.__dict__, "random_crop": 16})
+    straight = _timm_backbone()
+    align(straight, triplets, root, cfg, tmp_path / "straight", progress=False)
+    whole = _timm_backbone()
+    align(whole, triplets, root, CFG, tmp_path / "whole", progress=False)
+    align(_timm_backbone(), triplets, root, cfg, tmp_path / "resumed", progress=False, halt_after=2)
+    fresh = _timm_backbone()
+    align(fresh, triplets, root, cfg, tmp_path / "resumed", progress=False)
+    a, b, c = straight.state_dict(), fresh.state_dict(), whole.state_dict()
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert not all(torch.equal(a[k], c[k]) for k in a)  # crops did change training
+    emb = straight.image_encoder().eval()(torch.zeros(2, 3, 32, 32))  # and it still scores whole images
+    assert emb.shape == (2, straight.config.embed_dim)
+
+
+@pytest.mark.parametrize("tower", ["vit", "modified_resnet"])
+def test_random_crop_is_refused_before_training_for_towers_of_one_input_size(tiny_data, tmp_path, tower):
+    from rali_edge.model.backbone import build_backbone
+    from rali_edge.model.tiny import tiny_resnet_backbone_config
+
+    root, triplets = tiny_data
+    torch.manual_seed(0)
+    bb = _backbone() if tower == "vit" else build_backbone(tiny_resnet_backbone_config(32, 8, context=16))
+    before = {k: v.clone() for k, v in bb.image_encoder().state_dict().items()}
+    cfg = AlignConfig(**{**CFG.__dict__, "random_crop": 16})
+    with pytest.raises(ConfigError, match="does not take 16x16 input"):
+        align(bb, triplets, root, cfg, tmp_path, progress=False)
+    assert all(torch.equal(v, before[k]) for k, v in bb.image_encoder().state_dict().items())
+    assert not (tmp_path / "log.jsonl").exists()
+
+
+def test_full_input_fraction_ends_crop_training_on_whole_inputs(tiny_data, tmp_path):
+    root, triplets = tiny_data
+    bb = _timm_backbone()
+    sizes = []
+    bb.image_encoder().register_forward_hook(
+        lambda module, args, out: sizes.append(args[0].shape[-1]) if module.training else None)
+    cfg = AlignConfig(**{**CFG.__dict__, "random_crop": 16, "full_input_fraction": 0.5})
+    align(bb, triplets, root, cfg, tmp_path, progress=False)
+    assert sizes == [16, 16, 32, 32]
+    with pytest.raises(ConfigError, match="random_crop"):
+        AlignConfig(full_input_fraction=0.5)
+    with pytest.raises(ConfigError, match="full_input_fraction"):
+        AlignConfig(random_crop=16, full_input_fraction=1.0)
