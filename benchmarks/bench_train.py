@@ -1,12 +1,15 @@
 """Training benchmark: alignment throughput and compress + fit time (random weights, synthetic data).
 
-    PYTHONPATH=. .venv/bin/python benchmarks/bench_train.py [--models tiny,demo-resnet,b16] [--devices cpu,cuda]
+    PYTHONPATH=. .venv/bin/python benchmarks/bench_train.py [--models tiny,demo,demo-crop,modified-resnet,b16]
+                                                             [--devices cpu,cuda]
                                                              [--align-steps 3] [--batch 8] [--threads N] [--json out.json]
 
 1. Alignment throughput (images/s): one optimiser step = image-tower forward + backward on a batch,
    the symmetric InfoNCE loss against fixed text embeddings, AdamW step (the align stage's step
    without data loading), bf16 autocast on CUDA, float32 on the CPU. Models: the tiny open_clip ViT
-   of rali_edge.model.tiny (32 px), the demo's ResNet tower (`DemoSettings.full()`: 128 px, width 8) and an
+   of rali_edge.model.tiny (32 px); the demo's timm ResNet tower (`DemoSettings.full()`) on whole
+   128 px inputs (`demo`) and on the 64 px random crops it trains on for most steps (`demo-crop`);
+   the earlier demo tower, open_clip's ModifiedResNet of width 8 at 128 px (`modified-resnet`); and an
    open_clip ViT-B-16 (224 px) built from its config with RANDOM weights (nothing downloaded; speed
    does not depend on the weights). Each model runs in both memory layouts, contiguous (NCHW) and
    channels-last (NHWC, `align.channels_last`, the default), steps interleaved so load drifts hit both
@@ -47,16 +50,32 @@ def _vit_b16():
     return open_clip_backbone_config("ViT-B-16", None, cfg, pcfg)
 
 
-def _demo_resnet():
+def _demo_tower(image_size: int | None = None):
+    from rali_edge.demo import DemoSettings
+    from rali_edge.model.tiny import tiny_timm_backbone_config
+
+    s = DemoSettings.full()
+    return tiny_timm_backbone_config(s.clip_tower, image_size or s.clip_image_size, embed_dim=s.clip_embed_dim,
+                                     text_width=s.clip_text_width, text_layers=s.clip_text_layers)
+
+
+def _demo_crop():
+    from rali_edge.demo import DemoSettings
+
+    return _demo_tower(DemoSettings.full().align_crop)  # same weights; timm's tower takes any input size
+
+
+def _modified_resnet():
     from rali_edge.demo import DemoSettings
     from rali_edge.model.tiny import tiny_resnet_backbone_config
 
     s = DemoSettings.full()
-    return tiny_resnet_backbone_config(s.clip_image_size, s.clip_width, embed_dim=s.clip_embed_dim,
+    return tiny_resnet_backbone_config(s.clip_image_size, 8, embed_dim=s.clip_embed_dim,
                                        text_width=s.clip_text_width, text_layers=s.clip_text_layers)
 
 
-MODELS = {"tiny": _tiny, "demo-resnet": _demo_resnet, "b16": _vit_b16}
+MODELS = {"tiny": _tiny, "demo": _demo_tower, "demo-crop": _demo_crop, "modified-resnet": _modified_resnet,
+          "b16": _vit_b16}
 LAYOUTS = {"contiguous": torch.contiguous_format, "channels_last": torch.channels_last}
 
 
@@ -127,7 +146,7 @@ def compress_fit_time(n: int = 10_000, d: int = 768, seed: int = 0) -> dict:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--models", default="tiny,demo-resnet,b16")
+    ap.add_argument("--models", default="tiny,demo,demo-crop,modified-resnet,b16")
     ap.add_argument("--devices", default="cpu,cuda" if torch.cuda.is_available() else "cpu")
     ap.add_argument("--batch", type=int, default=8, help="CPU batch; CUDA uses --cuda-batch")
     ap.add_argument("--cuda-batch", type=int, default=64)

@@ -2,8 +2,9 @@
 
 Not a test: run it by hand, one run per call, e.g.
 
-    PYTHONPATH=. .venv/bin/python benchmarks/demo_sweep.py /tmp/sweep/w12 --set clip_width=12
+    PYTHONPATH=. .venv/bin/python benchmarks/demo_sweep.py /tmp/sweep/c96 --align random_crop=96
     PYTHONPATH=. .venv/bin/python benchmarks/demo_sweep.py /tmp/sweep/t04 --align temperature=0.04
+    PYTHONPATH=. .venv/bin/python benchmarks/demo_sweep.py /tmp/sweep/s1 --set seed=1   # other split
 
 `--set FIELD=VALUE` overrides a `rali_edge.demo.DemoSettings` field of the full demo, `--align
 FIELD=VALUE` a field of the alignment config the demo builds (`rali_edge.train.align.AlignConfig`);

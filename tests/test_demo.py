@@ -58,8 +58,9 @@ def test_demo_training_config_carries_the_demo_settings(tmp_path):
     cfg = train_config(tmp_path, s, done)
     assert (cfg.align.max_steps, cfg.align.batch_size, cfg.align.lr, cfg.align.temperature) == (
         s.align_steps, s.align_batch, s.align_lr, s.align_temperature)
+    assert (cfg.align.random_crop, cfg.align.full_input_fraction) == (s.align_crop, s.align_full_fraction)
     assert (cfg.compress.pca_dim, cfg.compress.num_buckets, cfg.compress.num_basis) == (
         s.pca_dim, s.num_buckets, s.num_basis)
     backbone = json.loads((tmp_path / "train" / "backbone_config.json").read_text())
     vision = backbone["model_config"]["model_cfg"]["vision_cfg"]
-    assert (vision["image_size"], vision["width"]) == (s.clip_image_size, s.clip_width)
+    assert (vision["image_size"], vision["timm_model_name"]) == (s.clip_image_size, s.clip_tower)

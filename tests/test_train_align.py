@@ -158,19 +158,26 @@ def test_flip_rotate_gives_dihedral_copies_and_is_seeded():
         flip_rotate(torch.zeros(2, 3, 4, 6), np.random.default_rng(0))
 
 
-def test_resume_is_exact_with_flip_rotate(tiny_data, tmp_path):
+def _check_augmented_resume_is_exact(make_backbone, changes: dict, tiny_data, tmp_path):
+    """Train with `changes` straight and with a halt + resume (same weights), and without them (other
+    weights: the augmentation did change training). Returns the straight-trained backbone."""
     root, triplets = tiny_data
-    cfg = AlignConfig(**{**CFG.__dict__, "flip_rotate": True})
-    straight = _backbone()
+    cfg = AlignConfig(**{**CFG.__dict__, **changes})
+    straight = make_backbone()
     align(straight, triplets, root, cfg, tmp_path / "straight", progress=False)
-    plain = _backbone()
+    plain = make_backbone()
     align(plain, triplets, root, CFG, tmp_path / "plain", progress=False)
-    align(_backbone(), triplets, root, cfg, tmp_path / "resumed", progress=False, halt_after=2)
-    fresh = _backbone()
+    align(make_backbone(), triplets, root, cfg, tmp_path / "resumed", progress=False, halt_after=2)
+    fresh = make_backbone()
     align(fresh, triplets, root, cfg, tmp_path / "resumed", progress=False)
     a, b, c = straight.state_dict(), fresh.state_dict(), plain.state_dict()
     assert all(torch.equal(a[k], b[k]) for k in a)
-    assert not all(torch.equal(a[k], c[k]) for k in a)  # the augmentation did change training
+    assert not all(torch.equal(a[k], c[k]) for k in a)
+    return straight
+
+
+def test_resume_is_exact_with_flip_rotate(tiny_data, tmp_path):
+    _check_augmented_resume_is_exact(_backbone, {"flip_rotate": True}, tiny_data, tmp_path)
 
 
 def test_channels_last_trains_the_same_resnet_tower_as_the_default_layout(tiny_data, tmp_path):
@@ -224,18 +231,7 @@ def _timm_backbone():
 
 
 def test_resume_is_exact_with_random_crops_on_a_timm_tower(tiny_data, tmp_path):
-    root, triplets = tiny_data
-    cfg = AlignConfig(**{**CFG.__dict__, "random_crop": 16})
-    straight = _timm_backbone()
-    align(straight, triplets, root, cfg, tmp_path / "straight", progress=False)
-    whole = _timm_backbone()
-    align(whole, triplets, root, CFG, tmp_path / "whole", progress=False)
-    align(_timm_backbone(), triplets, root, cfg, tmp_path / "resumed", progress=False, halt_after=2)
-    fresh = _timm_backbone()
-    align(fresh, triplets, root, cfg, tmp_path / "resumed", progress=False)
-    a, b, c = straight.state_dict(), fresh.state_dict(), whole.state_dict()
-    assert all(torch.equal(a[k], b[k]) for k in a)
-    assert not all(torch.equal(a[k], c[k]) for k in a)  # crops did change training
+    straight = _check_augmented_resume_is_exact(_timm_backbone, {"random_crop": 16}, tiny_data, tmp_path)
     emb = straight.image_encoder().eval()(torch.zeros(2, 3, 32, 32))  # and it still scores whole images
     assert emb.shape == (2, straight.config.embed_dim)
 
