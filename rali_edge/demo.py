@@ -63,8 +63,8 @@ class DemoSettings:
         # the pixel-level cues). It trains on random 64 px crops of that input for 5/6 of the steps, then
         # on whole inputs: crops show other parts of the few training pictures at every step, so it
         # learns quality rather than the pictures, and a crop step costs a third of a whole one. 2,700
-        # steps is what fits the 10-minute target on 2 cores (README "What the demo produces": test
-        # PLCC/SRCC 0.852/0.849; 3,600 steps gave 0.857/0.851 in 12 minutes).
+        # steps is about what fits the 10-minute target on 2 cores (README "What the demo produces": 9:47
+        # and 11:07 in two runs, test PLCC/SRCC 0.852/0.849; 3,600 steps gave 0.857/0.851 in 12 minutes).
         return cls(sources=24, procedural=96, image_size=64, text_seeds=(0, 1, 2), grpo_steps=2, describe_images=4,
                    clip_image_size=128, clip_tower="test_resnet", clip_embed_dim=256, clip_text_width=256,
                    clip_text_layers=1, align_steps=2700, align_batch=64, align_lr=3e-3, align_temperature=0.07,
