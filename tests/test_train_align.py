@@ -141,7 +141,7 @@ def test_unreadable_training_images_are_named(tmp_path):
 def test_flip_rotate_gives_dihedral_copies_and_is_seeded():
     import numpy as np
 
-    from rali_edge.train.align import flip_rotate
+    from rali_edge.train.augment import flip_rotate
 
     batch = torch.arange(16 * 3 * 5 * 5, dtype=torch.float32).reshape(16, 3, 5, 5)
     out = flip_rotate(batch, np.random.default_rng(0))
@@ -204,7 +204,7 @@ def test_channels_last_trains_the_same_resnet_tower_as_the_default_layout(tiny_d
 def test_random_crop_cuts_seeded_squares_at_varied_positions():
     import numpy as np
 
-    from rali_edge.train.align import random_crop
+    from rali_edge.train.augment import random_crop
 
     batch = torch.arange(16 * 3 * 8 * 8, dtype=torch.float32).reshape(16, 3, 8, 8)
     out = random_crop(batch, 5, np.random.default_rng(0))

@@ -12,10 +12,10 @@ texts per step, drawn from `numpy.random.default_rng([seed, epoch, step_in_epoch
 of each epoch is `torch.randperm` seeded with (seed, epoch). Everything a step does is a function
 of (seed, step), so resuming from a checkpoint gives the same weights as an uninterrupted run.
 
-Augmentation (both off by default, as in the paper): `random_crop` trains on random square crops of
-each encoder input, at the input's own pixel scale, for towers that take any input size (global
-average pooling, e.g. timm CNNs); `flip_rotate` mirrors and turns each image. Both are drawn from
-seeded streams of (seed, step, micro-step), so they resume exactly too.
+Augmentation (both off by default, as in the paper; `rali_edge.train.augment`): `random_crop` trains
+on random square crops of each encoder input, for towers that take any input size; `flip_rotate`
+mirrors and turns each image. Both are drawn from seeded streams of (seed, step, micro-step), so they
+resume exactly too.
 
 Optimiser: AdamW, lr 1e-5 (paper), linear warm-up over `warmup_fraction` of the steps, then cosine or
 linear decay to `min_lr_ratio * lr`. `batch_size` is per process and micro-step; an optimiser step
@@ -44,6 +44,7 @@ from tqdm.auto import tqdm
 from rali_edge._atomic import atomic_path
 from rali_edge.errors import ConfigError, DataError
 from rali_edge.train.checkpoint import list_checkpoints, load_checkpoint, prune_checkpoints, save_checkpoint
+from rali_edge.train.augment import AUGMENT_STREAM, CROP_STREAM, check_takes_crops, flip_rotate, random_crop
 
 SCHEDULES = {
     "cosine": lambda p, floor: floor + (1.0 - floor) * 0.5 * (1.0 + math.cos(math.pi * p)),
@@ -222,57 +223,6 @@ class _Plan:
         return arr[start : start + self.config.batch_size]
 
 
-_AUGMENT_STREAM = 7  # keeps augmentation draws apart from the plan's draws
-_CROP_STREAM = 8  # crops have their own stream: turning them on leaves the flip/turn draws as they were
-
-
-def flip_rotate(batch: torch.Tensor, rng: np.random.Generator) -> torch.Tensor:
-    """Each image of `[B, C, H, W]` turned by a random multiple of 90 degrees and maybe mirrored.
-
-    Square inputs only (a turn swaps H and W); every CLIP preprocessing here ends in a square crop."""
-    if batch.shape[-1] != batch.shape[-2]:
-        raise ConfigError(f"align.flip_rotate needs square images, got {tuple(batch.shape[-2:])}")
-    turns = rng.integers(0, 4, len(batch))
-    mirror = rng.random(len(batch)) < 0.5
-    out = [torch.rot90(x, int(k), dims=(-2, -1)) for x, k in zip(batch, turns)]
-    return torch.stack([x.flip(-1) if f else x for x, f in zip(out, mirror)])
-
-
-def random_crop(batch: torch.Tensor, size: int, rng: np.random.Generator) -> torch.Tensor:
-    """Each image of `[B, C, H, W]` cut to a `size` x `size` square at its own random position."""
-    h, w = batch.shape[-2:]
-    if size > min(h, w):
-        raise ConfigError(f"align.random_crop={size} is larger than the {h}x{w} encoder input")
-    ys = rng.integers(0, h - size + 1, len(batch))
-    xs = rng.integers(0, w - size + 1, len(batch))
-    return torch.stack([x[..., y:y + size, x0:x0 + size] for x, y, x0 in zip(batch, ys, xs)])
-
-
-def check_takes_crops(encoder: torch.nn.Module, size: int, input_size: int, device) -> None:
-    """ConfigError unless `encoder` maps a `size` px input to an embedding like a full-size one.
-
-    Towers with a positional embedding of their input grid (ViTs, open_clip's ModifiedResNet attention
-    pool) fail here, before any training step."""
-    if size > input_size:
-        raise ConfigError(f"align.random_crop={size} is larger than the encoder input ({input_size} px)")
-    was_training = encoder.training
-    encoder.eval()
-    try:
-        with torch.no_grad():
-            full = encoder(torch.zeros(1, 3, input_size, input_size, device=device))
-            crop = encoder(torch.zeros(1, 3, size, size, device=device))
-    except (RuntimeError, ValueError) as e:
-        raise ConfigError(
-            f"align.random_crop={size}: the image tower does not take {size}x{size} input ({type(e).__name__}: "
-            f"{str(e).splitlines()[0]}); use a tower with global average pooling (e.g. a timm CNN, "
-            "rali_edge.model.tiny.tiny_timm_backbone_config) or random_crop = 0") from e
-    finally:
-        encoder.train(was_training)
-    if crop.shape != full.shape:
-        raise ConfigError(f"align.random_crop={size}: the image tower gives {tuple(crop.shape)} for a crop but "
-                          f"{tuple(full.shape)} for a whole image; it needs global pooling to train on crops")
-
-
 def _check_resume(meta: dict, config: AlignConfig, data_key: str, path: Path) -> None:
     saved = {k: v for k, v in meta.get("config", {}).items() if k not in RESUME_FREE}
     now = {k: v for k, v in dataclasses.asdict(config).items() if k not in RESUME_FREE}
@@ -389,9 +339,9 @@ def _train_step(acc, model, opt, plan: _Plan, pixels, txt: torch.Tensor, g: int,
         with (contextlib.nullcontext() if sync else acc.no_sync(model)), acc.autocast():
             batch = pixels.normalized(idx, acc.device)
             if g < plan.crop_steps:
-                batch = random_crop(batch, config.random_crop, np.random.default_rng([config.seed, _CROP_STREAM, g, m]))
+                batch = random_crop(batch, config.random_crop, np.random.default_rng([config.seed, CROP_STREAM, g, m]))
             if config.flip_rotate:
-                batch = flip_rotate(batch, np.random.default_rng([config.seed, _AUGMENT_STREAM, g, m]))
+                batch = flip_rotate(batch, np.random.default_rng([config.seed, AUGMENT_STREAM, g, m]))
             if config.channels_last:
                 batch = batch.contiguous(memory_format=torch.channels_last)
             emb = model(batch)
