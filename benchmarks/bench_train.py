@@ -6,14 +6,15 @@
 
 1. Alignment throughput (images/s): one optimiser step = image-tower forward + backward on a batch,
    the symmetric InfoNCE loss against fixed text embeddings, AdamW step (the align stage's step
-   without data loading), bf16 autocast on CUDA, float32 on the CPU. Models: the tiny open_clip ViT
+   without data loading), bf16 autocast on CUDA. Models: the tiny open_clip ViT
    of rali_edge.model.tiny (32 px); the demo's timm ResNet tower (`DemoSettings.full()`) on whole
    128 px inputs (`demo`) and on the 64 px random crops it trains on for most steps (`demo-crop`);
    the earlier demo tower, open_clip's ModifiedResNet of width 8 at 128 px (`modified-resnet`); and an
    open_clip ViT-B-16 (224 px) built from its config with RANDOM weights (nothing downloaded; speed
    does not depend on the weights). Each model runs in both memory layouts, contiguous (NCHW) and
-   channels-last (NHWC, `align.channels_last`, the default), steps interleaved so load drifts hit both
-   alike; `x` is the channels-last speed-up.
+   channels-last (NHWC, `align.channels_last`, the default), and on a CPU with native bf16 (AVX512-BF16
+   or AMX) also channels-last with bf16 autocast (`align.mixed_precision = "bf16"`, the demo's choice
+   there); steps interleaved so load drifts hit all alike; `x` is the speed-up over contiguous float32.
 2. compress + fit on 10,000 synthetic embeddings (D=768 -> M=512, N=240 buckets, K=250 basis
    vectors, default FitConfig with early stopping on a 10 % validation split). Target: < 30 s on CPU.
 """
@@ -79,8 +80,21 @@ MODELS = {"tiny": _tiny, "demo": _demo_tower, "demo-crop": _demo_crop, "modified
 LAYOUTS = {"contiguous": torch.contiguous_format, "channels_last": torch.channels_last}
 
 
+def _variants(device: str) -> dict[str, tuple[torch.memory_format, torch.dtype | None]]:
+    """Layout x precision: CUDA always autocasts bf16; the CPU runs float32, plus bf16 autocast on
+    channels-last where the CPU has native bf16 (`align.mixed_precision = "bf16"`, as the demo uses)."""
+    from rali_edge.train.align import cpu_has_native_bf16
+
+    if device.startswith("cuda"):
+        return {name: (fmt, torch.bfloat16) for name, fmt in LAYOUTS.items()}
+    out = {name: (fmt, None) for name, fmt in LAYOUTS.items()}
+    if cpu_has_native_bf16():
+        out["channels_last+bf16"] = (torch.channels_last, torch.bfloat16)
+    return out
+
+
 def align_throughput(model: str, device: str, batch: int, steps: int, warmup: int = 1) -> list[dict]:
-    """One row per memory layout; the layouts' steps alternate so both see the same machine load."""
+    """One row per variant (layout, precision); their steps alternate so load drifts hit all alike."""
     import copy
 
     from rali_edge.model.backbone import build_backbone
@@ -93,32 +107,33 @@ def align_throughput(model: str, device: str, batch: int, steps: int, warmup: in
     pixels = torch.randn(batch, 3, size, size, device=device)
     txt = torch.nn.functional.normalize(torch.randn(batch, cfg.embed_dim, device=device), dim=-1)
     ids = torch.arange(batch, device=device)
-    dtype = torch.bfloat16 if device.startswith("cuda") else None
+    device_type = "cuda" if device.startswith("cuda") else "cpu"
+    variants = _variants(device)
     runs = {}
-    for name, fmt in LAYOUTS.items():
+    for name, (fmt, dtype) in variants.items():
         enc = copy.deepcopy(encoder).to(memory_format=fmt)
-        runs[name] = (enc, torch.optim.AdamW(enc.parameters(), lr=1e-5), pixels.contiguous(memory_format=fmt))
-    times: dict[str, list[float]] = {name: [] for name in LAYOUTS}
+        runs[name] = (enc, torch.optim.AdamW(enc.parameters(), lr=1e-5), pixels.contiguous(memory_format=fmt), dtype)
+    times: dict[str, list[float]] = {name: [] for name in variants}
     for i in range(warmup + steps):
-        for name, (enc, opt, x) in runs.items():
-            if device.startswith("cuda"):
+        for name, (enc, opt, x, dtype) in runs.items():
+            if device_type == "cuda":
                 torch.cuda.synchronize()
             t0 = time.perf_counter()
-            with torch.autocast("cuda", dtype=dtype, enabled=dtype is not None):
+            with torch.autocast(device_type, dtype=dtype or torch.bfloat16, enabled=dtype is not None):
                 loss = contrastive_loss(enc(x), txt, ids, 0.01)
             loss.backward()
             opt.step()
             opt.zero_grad(set_to_none=True)
-            if device.startswith("cuda"):
+            if device_type == "cuda":
                 torch.cuda.synchronize()
             if i >= warmup:
                 times[name].append(time.perf_counter() - t0)
     params = sum(p.numel() for p in encoder.parameters())
     base = statistics.median(times["contiguous"])
     rows = []
-    for name in LAYOUTS:
+    for name, (_, dtype) in variants.items():
         step = statistics.median(times[name])
-        rows.append({"model": model, "device": device, "layout": name, "image_size": size, "batch": batch,
+        rows.append({"model": model, "device": device, "variant": name, "image_size": size, "batch": batch,
                      "params_M": params / 1e6, "step_s": step, "images_per_s": batch / step,
                      "speedup": base / step, "precision": "bf16" if dtype else "fp32"})
     return rows
@@ -169,10 +184,10 @@ def main(argv: list[str] | None = None) -> int:
             batch = args.cuda_batch if device.startswith("cuda") else args.batch
             rows.extend(align_throughput(model, device, batch, args.align_steps))
     print(f"torch {torch.__version__}, threads {torch.get_num_threads()}")
-    print(f"{'model':11s} {'device':6s} {'layout':13s} {'px':>4s} {'batch':>5s} {'params':>8s} {'prec':>5s} "
+    print(f"{'model':11s} {'device':6s} {'variant':18s} {'px':>4s} {'batch':>5s} {'params':>8s} {'prec':>5s} "
           f"{'step s':>8s} {'img/s':>9s} {'x':>5s}")
     for r in rows:
-        print(f"{r['model']:11s} {r['device']:6s} {r['layout']:13s} {r['image_size']:4d} {r['batch']:5d} "
+        print(f"{r['model']:11s} {r['device']:6s} {r['variant']:18s} {r['image_size']:4d} {r['batch']:5d} "
               f"{r['params_M']:7.2f}M {r['precision']:>5s} {r['step_s']:8.3f} {r['images_per_s']:9.1f} "
               f"{r['speedup']:5.2f}")
     report = {"align": rows}

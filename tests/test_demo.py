@@ -29,6 +29,7 @@ def test_quick_demo_runs_every_stage_and_resumes(tmp_path):
         assert (out / "report" / name).is_file()
     assert "not used for training" in result.output.replace("\n", " ").lower()
     assert "Format" in result.output and "PLCC" in result.output
+    assert "aligned in " in result.output  # which precision trained the scorer is said
 
     # Interrupted after training: the next run redoes only what is missing.
     (out / "stages" / "benchmark.json").unlink()
@@ -64,3 +65,18 @@ def test_demo_training_config_carries_the_demo_settings(tmp_path):
     backbone = json.loads((tmp_path / "train" / "backbone_config.json").read_text())
     vision = backbone["model_config"]["model_cfg"]["vision_cfg"]
     assert (vision["image_size"], vision["timm_model_name"]) == (s.clip_image_size, s.clip_tower)
+
+
+@pytest.mark.parametrize("native", [True, False])
+def test_demo_aligns_in_bf16_only_where_the_cpu_runs_it_natively(tmp_path, monkeypatch, native):
+    import dataclasses
+
+    from rali_edge.demo import DemoSettings, train_config
+    from rali_edge.train import align
+
+    monkeypatch.setattr(align, "cpu_has_native_bf16", lambda: native)
+    done = {"data": {"train_meta": str(tmp_path / "train.json"), "root": str(tmp_path)},
+            "texts": {"triplets": str(tmp_path / "triplets.jsonl")}}
+    assert train_config(tmp_path, DemoSettings.full(), done).align.mixed_precision == ("bf16" if native else "no")
+    off = dataclasses.replace(DemoSettings.full(), align_bf16=False)
+    assert train_config(tmp_path, off, done).align.mixed_precision == "no"

@@ -121,11 +121,39 @@ def test_schedule_warms_up_then_decays():
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the CPU refusal of bf16")
-def test_bf16_is_refused_on_the_cpu():
-    from rali_edge.train.align import _accelerator
+def test_bf16_is_refused_on_a_cpu_without_native_bf16(monkeypatch):
+    from rali_edge.train import align as align_module
 
-    with pytest.raises(ConfigError, match="bf16"):
-        _accelerator(AlignConfig(mixed_precision="bf16"))
+    monkeypatch.setattr(align_module, "cpu_has_native_bf16", lambda: False)
+    with pytest.raises(ConfigError, match="native bf16"):
+        align_module._accelerator(AlignConfig(mixed_precision="bf16"))
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks bf16 autocast on the CPU")
+def test_bf16_on_a_cpu_with_native_bf16_autocasts_and_trains_close_to_float(tiny_data, tmp_path):
+    from rali_edge.train.align import cpu_has_native_bf16
+
+    if not cpu_has_native_bf16():
+        pytest.skip("this CPU has no native bf16 (AVX512-BF16 or AMX)")
+    root, triplets = tiny_data
+    dtypes = []
+    trained = {}
+    for precision in ("bf16", "no"):
+        bb = _timm_backbone()
+        hook = bb.image_encoder().register_forward_hook(
+            lambda module, args, out: dtypes.append((precision, out.dtype)) if module.training else None)
+        align(bb, triplets, root, AlignConfig(**{**CFG.__dict__, "mixed_precision": precision}),
+              tmp_path / precision, progress=False)
+        hook.remove()
+        trained[precision] = bb.image_encoder().state_dict()
+    assert {d for p, d in dtypes if p == "bf16"} == {torch.bfloat16}  # the tower really ran in bf16
+    assert {d for p, d in dtypes if p == "no"} == {torch.float32}
+    a, b = trained["bf16"], trained["no"]
+    assert all(v.dtype == b[k].dtype for k, v in a.items())  # master weights stay float32
+    start = _timm_backbone().image_encoder().state_dict()
+    moved = sum(float((b[k].float() - start[k].float()).norm()) for k in b)
+    apart = sum(float((a[k].float() - b[k].float()).norm()) for k in b)
+    assert 0 < apart < 0.25 * moved  # bf16 rounding, not a different training run
 
 
 def test_unreadable_training_images_are_named(tmp_path):

@@ -59,7 +59,7 @@ def _print_summary(result) -> None:
                   f"{teacher['described']} descriptions ({teacher['malformed']} malformed) -> "
                   f"{teacher['describe_out']}\n  [yellow]its texts are NOT used for training: a random model "
                   "writes noise; the template texts are used[/]")
-    console.print(f"[bold]Scorer[/]: {st['train']['bundle']}\n  test split ({ev['n']} images, {ev['protocol']}): "
+    console.print(f"[bold]Scorer[/]: {st['train']['bundle']}, aligned in {st['train']['align_precision']}\n  test split ({ev['n']} images, {ev['protocol']}): "
                   f"PLCC {ev['plcc']:.3f}  SRCC {ev['srcc']:.3f}  KRCC {ev['krcc']:.3f}  MAE {ev['mae']:.3f}")
     console.print("\n[bold]Benchmark[/] (test split, vs the float PyTorch scorer)")
     console.print(st["benchmark"]["table"], highlight=False, markup=False)
