@@ -22,6 +22,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import statistics
 import sys
@@ -119,7 +120,7 @@ def align_throughput(model: str, device: str, batch: int, steps: int, warmup: in
             if device_type == "cuda":
                 torch.cuda.synchronize()
             t0 = time.perf_counter()
-            with torch.autocast(device_type, dtype=dtype or torch.bfloat16, enabled=dtype is not None):
+            with torch.autocast(device_type, dtype=dtype) if dtype else contextlib.nullcontext():
                 loss = contrastive_loss(enc(x), txt, ids, 0.01)
             loss.backward()
             opt.step()
