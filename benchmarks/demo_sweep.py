@@ -9,9 +9,9 @@ Not a test: run it by hand, one run per call, e.g.
 `--set FIELD=VALUE` overrides a `rali_edge.demo.DemoSettings` field of the full demo, `--align
 FIELD=VALUE` a field of the alignment config the demo builds (`rali_edge.train.align.AlignConfig`);
 VALUE is JSON (numbers, lists, true/false). Prints the test PLCC/SRCC and writes them to
-OUT/sweep.json. The figures quoted in the README's demo section came from runs of the same stages,
-mostly two at a time with OMP_NUM_THREADS=1. Results depend on the thread count (float reduction order), so compare
-runs made with the same one.
+OUT/sweep.json. The figures in docs/demo_accuracy.md came from runs of the same stages (the earlier
+ones two at a time with OMP_NUM_THREADS=1, the later ones one at a time on 2 threads). Results depend
+on the thread count (float reduction order) and precision, so compare runs made with the same ones.
 """
 
 from __future__ import annotations
