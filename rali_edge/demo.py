@@ -64,16 +64,17 @@ class DemoSettings:
         # upsampled to 128 px (its stem shrinks the input 4x before the first block; at 64 px that erased
         # the pixel-level cues). It trains on random 64 px crops of that input for 5/6 of the steps, then
         # on whole inputs: crops show other parts of the few training pictures at every step, so it
-        # learns quality rather than the pictures, and a crop step costs a third of a whole one. 2,700
-        # steps in bf16 (native on the 2-core machine's CPU) take 7:54 for the whole demo, test PLCC/SRCC
-        # 0.853/0.849 (README "What the demo produces"); float32 took 9:47 and 11:07 for 0.852/0.849, and
-        # more steps or data did not help reliably (3,600 bf16 steps 0.828). The auxiliary ranking loss
-        # (align_rank_weight, AlignConfig.rank_weight) is off: at weight 1 this demo scored 0.850/0.845, within
-        # the alignment's seed noise of the default and not above it (docs/demo_accuracy.md).
+        # learns quality rather than the pictures, and a crop step costs a third of a whole one. An
+        # auxiliary RankNet loss (align_rank_weight, AlignConfig.rank_weight) asks a linear read-out of the
+        # embedding to order the batch's images by score, which the template texts do poorly. 2,700 bf16
+        # steps (native bf16 on both 2-core machines measured) take 7:18 for the whole demo, test PLCC/SRCC
+        # 0.850/0.845 on an AMD EPYC; without ranking 0.838/0.837 there and 0.853/0.849 on the earlier
+        # machine, where the ranking loss won 5 of 6 (seed x split) pairs (docs/demo_accuracy.md). bf16 and
+        # float32 runs differ by up to 0.03; more steps or data did not help reliably (3,600 steps 0.828).
         return cls(sources=24, procedural=96, image_size=64, text_seeds=(0, 1, 2), grpo_steps=2, describe_images=4,
                    clip_image_size=128, clip_tower="test_resnet", clip_embed_dim=256, clip_text_width=256,
                    clip_text_layers=1, align_steps=2700, align_batch=64, align_lr=3e-3, align_temperature=0.07,
-                   align_crop=64, align_full_fraction=1 / 6, align_bf16=True, align_rank_weight=0.0, pca_dim=16,
+                   align_crop=64, align_full_fraction=1 / 6, align_bf16=True, align_rank_weight=1.0, pca_dim=16,
                    num_buckets=24, num_basis=32, fit_epochs=200,
                    formats=("pytorch-fp32", "onnx-fp32", "onnx-fp16", "onnx-int8-cpu", "onnx-int8-tensorrt",
                             "ort-fp32", "coreml-fp16", "coreml-int8w", "tensorrt-fp16", "tensorrt-int8"),
