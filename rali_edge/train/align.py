@@ -401,13 +401,11 @@ def _train_step(acc, model, encoder, opt, plan: _Plan, pixels, txt: torch.Tensor
             batch = normalize(batch, pixels.cfg)
             if config.channels_last:
                 batch = batch.contiguous(memory_format=torch.channels_last)
-            if config.rank_weight:
-                emb, predicted = model(batch)
-                rank = ranking_loss(predicted, scores[idx].to(acc.device), config.rank_min_gap) / config.grad_accum
-            else:
-                emb, rank = model(batch), None
+            out = model(batch)
+            emb, predicted = out if config.rank_weight else (out, None)  # TowerWithRankScore gives both
             loss = contrastive_loss(emb, txt[tid], tid, config.temperature) / config.grad_accum
-            if rank is not None:
+            if config.rank_weight:
+                rank = ranking_loss(predicted, scores[idx].to(acc.device), config.rank_min_gap) / config.grad_accum
                 loss = loss + config.rank_weight * rank
                 total_rank += rank.detach()
         acc.backward(loss)
