@@ -315,7 +315,7 @@ def test_ranking_options_are_validated_and_scores_must_agree(tiny_data):
     import dataclasses
 
     from rali_edge.errors import DataError
-    from rali_edge.train.align import AlignData
+    from rali_edge.train.align_data import AlignData
 
     with pytest.raises(ConfigError, match="rank_weight"):
         AlignConfig(rank_weight=-1.0)

@@ -35,7 +35,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import hashlib
 import json
 import math
 import os
@@ -48,8 +47,9 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from rali_edge._atomic import atomic_path
-from rali_edge.errors import ConfigError, DataError
+from rali_edge.errors import ConfigError
 from rali_edge.model.preprocess import normalize
+from rali_edge.train.align_data import AlignData, AlignPlan
 from rali_edge.train.checkpoint import list_checkpoints, load_checkpoint, prune_checkpoints, save_checkpoint
 from rali_edge.train.augment import AUGMENT_STREAM, CROP_STREAM, check_takes_crops, flip_rotate, random_crop
 from rali_edge.train.rank import TowerWithRankScore, ranking_loss
@@ -153,39 +153,6 @@ class AlignResult:
     halted: bool  # stopped early by `halt_after` (a simulated kill), not finished
 
 
-@dataclass(frozen=True)
-class AlignData:
-    """Unique images, their candidate texts (indices into `texts`), the unique texts, and each image's
-    ground-truth score (gt_score_norm, for the ranking loss)."""
-
-    images: list[str]
-    text_ids: list[list[int]]
-    texts: list[str]
-    scores: list[float]
-
-    @classmethod
-    def from_triplets(cls, triplets) -> AlignData:
-        if not triplets:
-            raise DataError("alignment needs at least one triplet")
-        text_index: dict[str, int] = {}
-        per_image: dict[str, list[int]] = {}
-        score: dict[str, float] = {}
-        for t in triplets:
-            if score.setdefault(t.image, t.gt_score_norm) != t.gt_score_norm:
-                raise DataError(f"triplets of image {t.image!r} disagree on its gt_score_norm "
-                                f"({score[t.image]} and {t.gt_score_norm}); one image has one ground-truth score")
-            tid = text_index.setdefault(t.text, len(text_index))
-            ids = per_image.setdefault(t.image, [])
-            if tid not in ids:
-                ids.append(tid)
-        images = list(per_image)
-        return cls(images=images, text_ids=[per_image[i] for i in images], texts=list(text_index),
-                   scores=[score[i] for i in images])
-
-    def key(self) -> str:
-        return hashlib.sha256(json.dumps([self.images, self.text_ids, self.texts, self.scores]).encode()).hexdigest()
-
-
 def lr_at(step: int, total: int, config: AlignConfig) -> float:
     warm = int(round(config.warmup_fraction * total))
     if step < warm:
@@ -231,39 +198,6 @@ def _autocast(acc, config: AlignConfig):
     return acc.autocast()
 
 
-class _Plan:
-    """Which images and texts each optimiser step uses: a pure function of (seed, step)."""
-
-    def __init__(self, data: AlignData, config: AlignConfig, world: int):
-        self.data, self.config, self.world = data, config, world
-        self.per_step = config.batch_size * config.grad_accum * world
-        self.steps_per_epoch = len(data.images) // self.per_step
-        if self.steps_per_epoch == 0:
-            raise ConfigError(
-                f"alignment has {len(data.images)} images but one optimiser step needs {self.per_step} "
-                "(batch_size x grad_accum x processes); lower align.batch_size or align.grad_accum"
-            )
-        self.total = config.max_steps or config.epochs * self.steps_per_epoch
-        # Steps before this one train on random crops (when random_crop is set), the rest on whole inputs.
-        self.crop_steps = round(self.total * (1.0 - config.full_input_fraction)) if config.random_crop else 0
-        self._perm: tuple[int, torch.Tensor] | None = None
-
-    def step(self, g: int) -> tuple[np.ndarray, np.ndarray]:
-        """(image indices, text ids) of optimiser step g, for all processes and micro-steps."""
-        epoch, within = divmod(g, self.steps_per_epoch)
-        if self._perm is None or self._perm[0] != epoch:
-            gen = torch.Generator().manual_seed(self.config.seed * 1_000_003 + epoch)
-            self._perm = (epoch, torch.randperm(len(self.data.images), generator=gen))
-        images = self._perm[1][within * self.per_step : (within + 1) * self.per_step].numpy()
-        rng = np.random.default_rng([self.config.seed, epoch, within])
-        texts = np.array([self.data.text_ids[i][rng.integers(len(self.data.text_ids[i]))] for i in images])
-        return images, texts
-
-    def micro(self, arr: np.ndarray, micro: int, rank: int) -> np.ndarray:
-        start = (micro * self.world + rank) * self.config.batch_size
-        return arr[start : start + self.config.batch_size]
-
-
 def _check_resume(meta: dict, config: AlignConfig, data_key: str, path: Path) -> None:
     now = {k: v for k, v in dataclasses.asdict(config).items() if k not in RESUME_FREE}
     # a field added after the checkpoint was written had its default value then
@@ -299,7 +233,7 @@ def align(backbone, triplets, image_root: str | os.PathLike[str], config: AlignC
     out_dir.mkdir(parents=True, exist_ok=True)
     data = AlignData.from_triplets(triplets)
     acc = _accelerator(config)
-    plan = _Plan(data, config, acc.num_processes)
+    plan = AlignPlan(data, config, acc.num_processes)
     backbone.to(acc.device)
     txt = text_embeddings(backbone, data.texts, out_dir / "text_embeddings.safetensors", config.text_batch_size,
                           progress and acc.is_main_process, write=acc.is_main_process).to(acc.device)
@@ -376,7 +310,7 @@ def align(backbone, triplets, image_root: str | os.PathLike[str], config: AlignC
                        halted=stop < plan.total)
 
 
-def _train_step(acc, model, encoder, opt, plan: _Plan, pixels, txt: torch.Tensor, scores: torch.Tensor, g: int,
+def _train_step(acc, model, encoder, opt, plan: AlignPlan, pixels, txt: torch.Tensor, scores: torch.Tensor, g: int,
                 config: AlignConfig) -> tuple[float, float | None]:
     """One optimiser step; returns the mean total loss and, when ranking, the mean ranking loss."""
     torch.manual_seed(config.seed * 1_000_003 + g)  # any dropout draws the same numbers after a resume
