@@ -69,7 +69,7 @@ class DemoSettings:
         # embedding to order the batch's images by score, which the template texts do poorly. 2,700 bf16
         # steps (native bf16 on both 2-core machines measured) take 7:18 for the whole demo, test PLCC/SRCC
         # 0.850/0.845 on an AMD EPYC; without ranking 0.838/0.837 there and 0.853/0.849 on the earlier
-        # machine; the ranking loss won 8 of 9 (seed x split) pairs, weight 2 only 3 of 6 against weight 1
+        # machine; the ranking loss won 8 of 9 (seed x split) pairs, weight 2 only 4 of 8 against weight 1
         # (docs/demo_accuracy.md). bf16 and float32 runs differ by up to 0.03; more steps or data did not
         # help reliably (3,600 steps 0.828).
         return cls(sources=24, procedural=96, image_size=64, text_seeds=(0, 1, 2), grpo_steps=2, describe_images=4,
