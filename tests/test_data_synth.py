@@ -15,7 +15,7 @@ from rali_edge.cli.app import app
 from rali_edge.data.distortions import DISTORTIONS, MAX_JITTER, SEVERITY_NAMES
 from rali_edge.data.images import load_image
 from rali_edge.data.meta import DISTORTION_CLASSES, SEVERITIES, read_metas
-from rali_edge.data.synth import BASE_IMAGES, plan_sources, synthesize
+from rali_edge.data.synth import BASE_IMAGES, TRAIN_ONLY_IMAGES, plan_sources, synthesize
 from rali_edge.errors import ConfigError
 
 SMALL = dict(sources=4, size=32, progress=False)
@@ -158,6 +158,11 @@ def test_cli_synth(tmp_path):
     assert result.exit_code == 0, result.output
     assert json.loads((leaves / "synth.json").read_text())["procedural"] == 2
     assert (leaves / "images" / "leaves_1" / "pristine.png").is_file()
+    photos = tmp_path / "photos"
+    result = runner.invoke(app, ["data", "synth", "--out", str(photos), "--sources", "2", "--size", "16",
+                                 "--train-only-crops", "1"])
+    assert result.exit_code == 0, result.output
+    assert (photos / "images" / "luispedro_0" / "pristine.png").is_file()
     clash = tmp_path / "file.txt"
     clash.write_text("x")
     result = runner.invoke(app, ["data", "synth", "--out", str(clash), "--sources", "2", "--size", "16"])
@@ -214,3 +219,54 @@ def test_dead_leaves_look_like_pictures():
     assert 30 < grey.mean() < 225 and grey.std() > 15  # exposed and with contrast, not flat
     # Sharp edges (a pristine source must not look blurred): strong neighbour differences exist.
     assert np.abs(np.diff(grey, axis=1)).max() > 40
+
+
+def test_train_only_photographs_never_test_and_change_nothing_else(tmp_path):
+    kwargs = dict(sources=3, size=32, progress=False, procedural=1)
+    plain = synthesize(tmp_path / "plain", seed=1, **kwargs)
+    extra = synthesize(tmp_path / "extra", seed=1, train_only_crops=2, **kwargs)
+    names = {f"{b.name}_{k}" for k in range(2) for b in TRAIN_ONLY_IMAGES}
+    train = {r["source"] for r in json.loads(extra.train_meta.read_text())}
+    assert names <= train
+    assert extra.n_train == plain.n_train + len(names) * 56 and extra.n_test == plain.n_test
+    # Every image of the run without them, test split included, is byte-identical with them.
+    before, after = _tree_hashes(plain.root), _tree_hashes(extra.root)
+    assert {k: v for k, v in after.items() if k.startswith("images/") and k in before} == \
+        {k: v for k, v in before.items() if k.startswith("images/")}
+    assert json.loads(extra.test_meta.read_text()) == json.loads(plain.test_meta.read_text())
+    info = json.loads((extra.root / "synth.json").read_text())
+    assert info["train_only_crops"] == 2 and info["base_images"]["aero_0"] == "pywt/data/aero.npz"
+    # Two crops of one picture differ; the grey ones are tinted into colour like the other grey bases.
+    a0, a1 = (np.asarray(load_image(extra.root / "images" / f"aero_{k}" / "pristine.png"), dtype=np.float64)
+              for k in range(2))
+    assert np.abs(a0 - a1).mean() > 5
+    assert np.abs(a0[..., 0] - a0[..., 2]).max() > 0
+    plan = plan_sources(1, 3, 1, train_only_crops=2)
+    assert [s.index for s in plan] == list(range(len(plan))) and all(s.split == "train" for s in plan[3:])
+    with pytest.raises(ConfigError, match="train_only_crops"):
+        synthesize(tmp_path / "x", sources=2, size=16, progress=False, train_only_crops=-1)
+
+
+def test_npz_sample_pictures_read_safely(tmp_path):
+    from rali_edge.data.synth import _read_npz
+    from rali_edge.errors import DataError
+
+    good = tmp_path / "good.npz"
+    np.savez(good, data=np.arange(64, dtype=np.uint8).reshape(8, 8))
+    assert _read_npz("good", good).size == (8, 8)
+    floats = tmp_path / "floats.npz"
+    np.savez(floats, data=np.zeros((8, 8)))
+    with pytest.raises(DataError, match="float64 array"):
+        _read_npz("floats", floats)
+    other_key = tmp_path / "other.npz"
+    np.savez(other_key, image=np.zeros((8, 8), np.uint8))
+    with pytest.raises(DataError, match="cannot read array 'data'"):
+        _read_npz("other", other_key)
+    pickled = tmp_path / "pickled.npz"
+    np.savez(pickled, data=np.array([{"evil": 1}], dtype=object))
+    with pytest.raises(DataError, match="cannot read"):
+        _read_npz("pickled", pickled)
+    corrupt = tmp_path / "corrupt.npz"
+    corrupt.write_bytes(b"PK\x03\x04 not really a zip")
+    with pytest.raises(DataError, match="cannot read"):
+        _read_npz("corrupt", corrupt)

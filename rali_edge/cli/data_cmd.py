@@ -20,11 +20,15 @@ def synth(
     size: int = typer.Option(96, "--size", min=16, max=1024, help="Side of the square images, in pixels."),
     procedural: int = typer.Option(0, "--procedural", min=0,
                                    help="Extra dead-leaves pictures as training sources (56 images each; train split only)."),
+    train_only_crops: int = typer.Option(0, "--train-only-crops", min=0,
+                                         help="Crops of each train-only photograph (PyWavelets, mahotas) as extra "
+                                              "training sources (56 images each; train split only)."),
 ) -> None:
     """Build a synthetic IQA dataset from images that installed packages ship."""
     from rali_edge.data.synth import synthesize
 
-    ds = synthesize(out, seed=seed, sources=sources, size=size, procedural=procedural)
+    ds = synthesize(out, seed=seed, sources=sources, size=size, procedural=procedural,
+                    train_only_crops=train_only_crops)
     console.print(f"wrote synthetic IQA dataset to {ds.root}", highlight=False)
     console.print(f"  train: {ds.n_train} images  ({ds.train_meta})", highlight=False)
     console.print(f"  test:  {ds.n_test} images  ({ds.test_meta})", highlight=False)

@@ -109,9 +109,9 @@ class AlignConfig:
     channels_last: bool = True
     # Weight of an auxiliary RankNet loss on a linear read-out of the embedding (rali_edge.train.rank); 0 =
     # contrastive only, as in the paper. For texts that order close scores poorly (the demo's templates).
-    # Demo, weight 1: test PLCC/SRCC 0.850/0.845 vs 0.838/0.837 without it, better on all three splits
-    # (mean 0.793/0.793 vs 0.774/0.770) and in 8 of 9 paired runs overall; weight 2 won 4 of 8 against 1
-    # (docs/demo_accuracy.md).
+    # Demo before its train-only photographs, weight 1: test PLCC/SRCC 0.850/0.845 vs 0.838/0.837
+    # without it, better on all three splits (mean 0.793/0.793 vs 0.774/0.770) and in 8 of 9 paired
+    # runs overall; weight 2 won 4 of 8 against 1 (docs/demo_accuracy.md).
     rank_weight: float = 0.0
     rank_min_gap: float = 0.1  # pairs whose gt_score_norm (1-5) differ by less are not ranked
     seed: int = 0
