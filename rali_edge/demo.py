@@ -75,11 +75,11 @@ class DemoSettings:
         # the ranking loss won 8 of 9 (seed x split) pairs, weight 2 only 4 of 8 against weight 1
         # (docs/demo_accuracy.md). bf16 and float32 runs differ by up to 0.03; more steps or dead leaves
         # did not help reliably (3,600 steps 0.828).
-        return cls(sources=24, procedural=96, train_only_crops=2, image_size=64, text_seeds=(0, 1, 2), grpo_steps=2, describe_images=4,
-                   clip_image_size=128, clip_tower="test_resnet", clip_embed_dim=256, clip_text_width=256,
-                   clip_text_layers=1, align_steps=2700, align_batch=64, align_lr=3e-3, align_temperature=0.07,
-                   align_crop=64, align_full_fraction=1 / 6, align_bf16=True, align_rank_weight=1.0, pca_dim=16,
-                   num_buckets=24, num_basis=32, fit_epochs=200,
+        return cls(sources=24, procedural=96, train_only_crops=2, image_size=64, text_seeds=(0, 1, 2),
+                   grpo_steps=2, describe_images=4, clip_image_size=128, clip_tower="test_resnet",
+                   clip_embed_dim=256, clip_text_width=256, clip_text_layers=1, align_steps=2700, align_batch=64,
+                   align_lr=3e-3, align_temperature=0.07, align_crop=64, align_full_fraction=1 / 6, align_bf16=True,
+                   align_rank_weight=1.0, pca_dim=16, num_buckets=24, num_basis=32, fit_epochs=200,
                    formats=("pytorch-fp32", "onnx-fp32", "onnx-fp16", "onnx-int8-cpu", "onnx-int8-tensorrt",
                             "ort-fp32", "coreml-fp16", "coreml-int8w", "tensorrt-fp16", "tensorrt-int8"),
                    calib_size=300, bench_repeats=5)

@@ -186,16 +186,22 @@ def plan_sources(seed: int, sources: int, procedural: int = 0, train_only_crops:
 
 
 def _check_args(seed: int, sources: int, size: int, procedural: int, train_only_crops: int) -> None:
-    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
-        raise ConfigError(f"seed must be a non-negative integer, got {seed!r}")
-    if isinstance(sources, bool) or not isinstance(sources, int) or sources < 2:
+    _check_count("seed", seed)
+    if not _is_int(sources) or sources < 2:
         raise ConfigError(f"sources must be an integer >= 2 (one train and one test source at least), got {sources!r}")
-    if isinstance(size, bool) or not isinstance(size, int) or not 16 <= size <= 1024:
+    if not _is_int(size) or not 16 <= size <= 1024:
         raise ConfigError(f"size must be an integer from 16 to 1024 pixels, got {size!r}")
-    if isinstance(procedural, bool) or not isinstance(procedural, int) or procedural < 0:
-        raise ConfigError(f"procedural must be a non-negative integer, got {procedural!r}")
-    if isinstance(train_only_crops, bool) or not isinstance(train_only_crops, int) or train_only_crops < 0:
-        raise ConfigError(f"train_only_crops must be a non-negative integer, got {train_only_crops!r}")
+    _check_count("procedural", procedural)
+    _check_count("train_only_crops", train_only_crops)
+
+
+def _is_int(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)  # True is an int to Python, not a count
+
+
+def _check_count(name: str, value: object) -> None:
+    if not _is_int(value) or value < 0:
+        raise ConfigError(f"{name} must be a non-negative integer, got {value!r}")
 
 
 def _check_target(out_dir: Path) -> None:
