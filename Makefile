@@ -11,13 +11,17 @@ $(PY):
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 
-# torch/torchvision are pinned in pyproject.toml (the pair that installs from this machine's disk).
-$(STAMP_DEMO): pyproject.toml | $(PY)
-	$(PY) -m pip install --quiet -e ".[coreml,teacher]"
+# pyproject.toml asks for torch/torchvision ranges (so the library installs beside a user's own torch);
+# constraints.txt pins the exact pair this project is tested with (the one on this machine's disk).
+# Every install here applies it: without it pip may pull a newer multi-GB CUDA torch.
+CONSTRAINTS := constraints.txt
+
+$(STAMP_DEMO): pyproject.toml $(CONSTRAINTS) | $(PY)
+	$(PY) -m pip install --quiet -c $(CONSTRAINTS) -e ".[coreml,teacher]"
 	touch $@
 
-$(STAMP_TEST): pyproject.toml | $(PY)
-	$(PY) -m pip install --quiet -e ".[coreml,teacher,dev]"
+$(STAMP_TEST): pyproject.toml $(CONSTRAINTS) | $(PY)
+	$(PY) -m pip install --quiet -c $(CONSTRAINTS) -e ".[coreml,teacher,dev]"
 	touch $@ $(STAMP_DEMO)
 
 install-demo: $(STAMP_DEMO)

@@ -1,5 +1,7 @@
 """The bundle's config.json as frozen dataclasses that validate themselves (types, ranges, versions).
 
+`from_dict` reads config.json through `rali_edge.config_io` (unknown keys, missing keys, types);
+`__post_init__` checks values, so a config built in code is checked the same way.
 Imported and re-exported by `rali_edge.bundle`; import these names from there.
 """
 
@@ -12,6 +14,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
 
+from rali_edge import config_io
 from rali_edge.errors import BundleError
 
 SCHEMA_VERSION = 1
@@ -96,20 +99,6 @@ def _check_fields(obj: Any, checks: dict, where: str) -> None:
         object.__setattr__(obj, name, check(getattr(obj, name), f"{where}.{name}"))
 
 
-def _from_dict(cls: type, d: Any, where: str):
-    """Build a config dataclass from JSON: refuse unknown and missing keys; __post_init__ checks values."""
-    d = _dict(d, where)
-    fields = dataclasses.fields(cls)
-    unknown = sorted(set(d) - {f.name for f in fields})
-    if unknown:
-        raise BundleError(f"{where}: unknown keys {unknown} (known: {[f.name for f in fields]})")
-    missing = [f.name for f in fields if f.name not in d
-               and f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING]
-    if missing:
-        raise BundleError(f"{where}: missing required keys {missing}")
-    return cls(**d)
-
-
 # ---------------------------------------------------------------- config dataclasses
 
 
@@ -130,7 +119,7 @@ class BackboneConfig:
 
     @classmethod
     def from_dict(cls, d: Any) -> BackboneConfig:
-        return _from_dict(cls, d, "backbone")
+        return config_io.from_dict(cls, d, "backbone", error=BundleError)
 
 
 @dataclass(frozen=True)
@@ -154,7 +143,7 @@ class PreprocessConfig:
 
     @classmethod
     def from_dict(cls, d: Any) -> PreprocessConfig:
-        return _from_dict(cls, d, "preprocess")
+        return config_io.from_dict(cls, d, "preprocess", error=BundleError)
 
 
 @dataclass(frozen=True)
@@ -174,7 +163,7 @@ class HeadConfig:
 
     @classmethod
     def from_dict(cls, d: Any) -> HeadConfig:
-        return _from_dict(cls, d, "head")
+        return config_io.from_dict(cls, d, "head", error=BundleError)
 
     def tensor_shapes(self) -> dict[str, tuple[int, ...]]:
         """The shape every required `head.*` tensor must have."""
@@ -210,7 +199,7 @@ class Provenance:
 
     @classmethod
     def from_dict(cls, d: Any) -> Provenance:
-        return _from_dict(cls, d, "provenance")
+        return config_io.from_dict(cls, d, "provenance", error=BundleError)
 
 
 @dataclass(frozen=True)
@@ -245,8 +234,7 @@ class BundleConfig:
         d = _dict(d, "bundle config")
         # the version first: a newer bundle gets "unsupported version", not a confusing key error
         check_schema_version(d.get("schema_version"), "bundle config")
-        sections = {name: sec.from_dict(d.get(name)) for name, sec in _SECTIONS.items() if name in d}
-        return _from_dict(cls, {**d, **sections}, "bundle config")
+        return config_io.from_dict(cls, d, "bundle config", error=BundleError)
 
 
 _SECTIONS = {"backbone": BackboneConfig, "preprocess": PreprocessConfig, "head": HeadConfig, "provenance": Provenance}

@@ -221,7 +221,7 @@ def _stage_benchmark(out: Path, s: DemoSettings, done: dict, progress: bool) -> 
 
     data = done["data"]
     report = run_benchmark(done["train"]["bundle"], [data["test_meta"]], data["root"], formats=list(s.formats),
-                           out_dir=out / "report", calib=data["train_meta"], calib_size=s.calib_size,
+                           out_dir=out / "report", calibration=data["train_meta"], calibration_size=s.calib_size,
                            repeats=s.bench_repeats, seed=s.seed, progress=progress)
     rows = [{k: v for k, v in r.to_dict().items() if k not in ("scores", "drift", "timing")} for r in report.rows]
     return {"report_dir": str(out / "report"), "rows": rows, "table": plain_table(report.rows)}

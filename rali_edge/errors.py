@@ -20,6 +20,11 @@ class DataError(RaliEdgeError):
     """Meta files, CSVs or triplet files that are missing, empty or malformed."""
 
 
+class InputFileError(DataError):
+    """An input file named by the user (a meta file, a scores CSV, an image folder) that is missing,
+    unparseable, empty or mislabelled: rejected before any work is done."""
+
+
 class ConfigError(RaliEdgeError):
     """A configuration value that cannot work (bad range, unknown option)."""
 

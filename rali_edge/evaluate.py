@@ -1,4 +1,4 @@
-"""Evaluation of a scorer on meta files: n, PLCC, SRCC, KRCC, MAE per file and their average.
+"""Evaluation of a scorer (bundle or artifact) on meta files: n, PLCC, SRCC, KRCC, MAE per file and their average.
 
 The default is the official RALI protocol: plain Pearson/Spearman correlations of predictions
 against `gt_score_norm` (no logistic fit). `logistic=True` reports PLCC after the VQEG 4-parameter
@@ -20,8 +20,7 @@ from rali_edge._atomic import atomic_write_json
 from rali_edge.errors import DataError
 
 if TYPE_CHECKING:
-    from rali_edge.data.meta import Record
-    from rali_edge.model.scorer import Scorer
+    from rali_edge.evaluation.evalset import EvalSet
 
 METRICS = ("plcc", "srcc", "krcc", "mae", "rmse")
 PROTOCOLS = {False: "plain correlations vs gt_score_norm (official RALI protocol)",
@@ -54,57 +53,60 @@ class EvalReport:
         return asdict(self)
 
 
-def evaluate_records(scorer: Scorer, dataset: str, records: Sequence[Record], logistic: bool = False,
-                     batch_size: int = 32, progress: bool = False) -> DatasetResult:
-    """Score one dataset's records and compute its metrics."""
+def _dataset_result(s: EvalSet, scores: np.ndarray, logistic: bool) -> DatasetResult:
     from rali_edge.metrics import summarize
 
-    if not records:
-        raise DataError(f"{dataset}: no records to evaluate")
-    unscored = [r.image for r in records if r.score is None]
-    if unscored:
-        raise DataError(f"{dataset}: {len(unscored)} records have no gt_score_norm (first: {unscored[0]}); "
-                        "evaluation needs ground-truth scores")
-    by_path = {str(r.path): r for r in records}
-    result = scorer.score_files([r.path for r in records], batch_size=batch_size, progress=progress)
-    failures = [{"path": f.path, "reason": f.reason} for f in result.failures]
-    if len(result.paths) < 3:
-        raise DataError(f"{dataset}: only {len(result.paths)} of {len(records)} images could be scored; "
-                        f"correlations need at least 3 (first failure: {failures[0] if failures else None})")
-    gt = np.array([by_path[p].score for p in result.paths], dtype=np.float64)
-    pred = result.scores.astype(np.float64)
+    failures = list(s.bad_images)
+    if s.gt is None:
+        raise DataError(f"{s.dataset}: some records have no gt_score_norm; evaluation needs ground-truth scores")
+    if len(s) < 3:
+        raise DataError(f"{s.dataset}: only {len(s)} images could be scored; correlations need at least 3 "
+                        f"(first failure: {failures[0] if failures else None})")
+    pred = np.asarray(scores, np.float64)
     try:
-        summary = summarize(pred, gt, logistic=logistic)
+        summary = summarize(pred, s.gt, logistic=logistic)
     except DataError as e:
-        raise DataError(f"{dataset}: {e}") from e
-    metrics = {k: float(summary[k]) for k in METRICS}
-    predictions = [{"image": by_path[p].image, "pred": float(s), "gt": float(g)}
-                   for p, s, g in zip(result.paths, pred, gt)]
-    return DatasetResult(dataset=dataset, n=int(summary["n"]), metrics=metrics, failures=failures,
-                         predictions=predictions)
+        raise DataError(f"{s.dataset}: {e}") from e
+    predictions = [{"image": img, "pred": float(p), "gt": float(g)} for img, p, g in zip(s.images, pred, s.gt)]
+    return DatasetResult(dataset=s.dataset, n=int(summary["n"]), metrics={k: float(summary[k]) for k in METRICS},
+                         failures=failures, predictions=predictions)
 
 
-def evaluate_scorer(scorer: Scorer, metas: dict[str, Sequence[Record]], logistic: bool = False,
-                    batch_size: int = 32, progress: bool = False) -> EvalReport:
-    """Evaluate on several datasets (name -> records, as `read_metas` returns)."""
-    if not metas:
-        raise DataError("no datasets to evaluate")
-    results = [evaluate_records(scorer, name, recs, logistic, batch_size, progress) for name, recs in metas.items()]
+def evaluate_artifact(artifact: str | os.PathLike[str], meta_paths: Sequence[str | os.PathLike[str]],
+                      image_root: str | os.PathLike[str], logistic: bool = False, batch_size: int = 32,
+                      device: str = "cpu", progress: bool = False) -> EvalReport:
+    """Evaluate a bundle (in PyTorch, on `device`) or any exported artifact (in its own runtime) on
+    meta files sharing one image root, through the evaluation core `validate` and `benchmark` use."""
+    from rali_edge.errors import UnsupportedOptionError
+    from rali_edge.evaluation.evalset import load_eval_sets
+    from rali_edge.evaluation.measure import run_batched
+    from rali_edge.runtime import is_bundle, open_runner
+
+    if batch_size < 1:
+        raise DataError(f"batch_size must be >= 1, got {batch_size}")
+    if is_bundle(artifact):
+        runner = open_runner(artifact, device=device)
+    elif device != "cpu":
+        raise UnsupportedOptionError(f"--device {device} applies to bundles (PyTorch); {artifact} runs in its own runtime")
+    else:
+        runner = open_runner(artifact)
+    ok, why = runner.available()
+    if not ok:
+        from rali_edge.errors import NotRunnableHere
+
+        raise NotRunnableHere(f"{artifact}: cannot run here: {why}")
+    sets = load_eval_sets(meta_paths, image_root, runner.preprocess_config())
+    results = [_dataset_result(s, run_batched(runner, s.pixels, batch_size)["score"], logistic) for s in sets]
     average = {k: float(np.mean([r.metrics[k] for r in results])) for k in METRICS}
-    return EvalReport(bundle=str(scorer.bundle.path), bundle_checksum=scorer.bundle.checksum, logistic=logistic,
+    return EvalReport(bundle=str(artifact), bundle_checksum=runner.metadata.bundle_checksum, logistic=logistic,
                       protocol=PROTOCOLS[logistic], datasets=results, average=average)
 
 
 def evaluate_bundle(bundle_dir: str | os.PathLike[str], meta_paths: Sequence[str | os.PathLike[str]],
                     image_root: str | os.PathLike[str], logistic: bool = False, batch_size: int = 32,
                     device: str = "cpu", progress: bool = False) -> EvalReport:
-    """Load a bundle and evaluate it on meta files sharing one image root."""
-    from rali_edge.data.meta import read_metas
-    from rali_edge.model.scorer import load_scorer
-
-    metas = read_metas(meta_paths, image_root)  # reads (and validates) every file before scoring
-    scorer = load_scorer(bundle_dir, device=device)
-    return evaluate_scorer(scorer, metas, logistic=logistic, batch_size=batch_size, progress=progress)
+    """`evaluate_artifact` for a bundle folder (kept for callers that name the bundle)."""
+    return evaluate_artifact(bundle_dir, meta_paths, image_root, logistic, batch_size, device, progress)
 
 
 def write_report(report: EvalReport, path: str | os.PathLike[str]) -> Path:

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import sys
-
 import numpy as np
 import pytest
 
@@ -14,6 +12,7 @@ from rali_edge.export.coreml import check_package
 from rali_edge.export.spec import ExportSpec
 from rali_edge.model.tiny import make_random_bundle
 from rali_edge.runtime import open_runner
+from rali_edge.runtime.coreml_runner import CoreMLRunner
 
 pytestmark = pytest.mark.slow
 
@@ -59,7 +58,7 @@ def test_fp32_fixed_batch_with_embedding(bundle, tmp_path):
     assert open_runner(res.path).output_names == ["score", "embedding"]
 
 
-@pytest.mark.skipif(sys.platform == "darwin", reason="checks the off-macOS behaviour")
+@pytest.mark.skipif(CoreMLRunner.available()[0], reason="checks the behaviour where Core ML cannot predict")
 def test_predict_off_macos_says_why(fp16_package):
     runner = open_runner(fp16_package.path)
     ok, reason = runner.available()

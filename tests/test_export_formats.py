@@ -55,10 +55,51 @@ def test_int8_without_calibration_says_what_to_do(tmp_path, fmt):
     assert "rali-edge quantize" in str(err.value)
 
 
-def test_every_format_has_a_backend():
-    from rali_edge.export.api import BACKENDS, DEFAULT_INPUT_KIND
+def test_every_table_entry_resolves_to_code():
+    """Each FormatCaps names a backend with both entry points, a Runner, its quantize configs and a
+    tolerance for every precision; suffixes are unique so the runner lookup is unambiguous."""
+    from rali_edge.runtime.base import Runner
 
-    assert set(BACKENDS) == set(formats.FORMATS) == set(DEFAULT_INPUT_KIND)
+    suffixes = [c.suffix for c in formats.FORMATS.values()]
+    assert len(set(suffixes)) == len(suffixes)
+    for name, c in formats.FORMATS.items():
+        assert c.name == name
+        assert callable(formats.load_object(c.backend + ":export_float"))
+        assert callable(formats.load_object(c.backend + ":export_quantized"))
+        assert issubclass(c.runner_class(), Runner)
+        ok, why = c.runnable_here()
+        assert ok or why  # a format that cannot run here says why
+        assert set(c.precisions) <= set(c.tolerance)
+        assert c.default_input_kind in c.input_kinds
+        for kind in c.quant_kinds:
+            assert kind.precision in c.precisions
+            assert kind.make_config() is not None
+        for v in c.variants:
+            assert v.precision in c.precisions
+            if c.is_quantized(v.precision):
+                c.quant_kind_for(v.precision, v.quant_kind)
+        if c.quant_kinds:
+            assert c.float_source[0] in formats.FORMATS
+
+
+def test_runner_lookup_comes_from_the_table(tmp_path):
+    from rali_edge.runtime import runner_class
+
+    for c in formats.FORMATS.values():
+        artifact = tmp_path / f"model{c.suffix}"
+        artifact.write_bytes(b"")
+        if c.suffix != ".onnx" or c.name == "onnx":   # .onnx belongs to the onnx entry (listed first)
+            assert runner_class(artifact) is c.runner_class()
+
+
+def test_quantize_kinds_do_not_import_the_export_modules():
+    """The table is read without importing api/quantized (no cycle between them)."""
+    import subprocess
+    import sys
+
+    code = ("import sys; import rali_edge.export.formats as f; f.all_quant_kinds(); f.all_variants(); "
+            "assert 'rali_edge.export.api' not in sys.modules and 'rali_edge.export.quantized' not in sys.modules")
+    subprocess.run([sys.executable, "-c", code], check=True)
 
 
 def test_spec_interface():

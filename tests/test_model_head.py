@@ -1,4 +1,5 @@
-"""RaliHead equals the official RALI formula (REFERENCE section 1), written out here in numpy."""
+"""RaliHead equals the official RALI formula (REFERENCE section 1), written out in numpy (`official_scores`,
+tests/_helpers.py)."""
 
 from __future__ import annotations
 
@@ -8,19 +9,6 @@ import torch
 
 from rali_edge.errors import BundleError
 from rali_edge.model.head import HEAD_TENSORS, RaliHead
-
-
-def official_scores(feats, pca_mean, pca_scale, comps, protos, proto_scores, logit_scale):
-    """Step by step as in the released inference code, in float64 numpy."""
-    x = ((feats - pca_mean) / np.abs(pca_scale)) @ comps.T
-    x = x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
-    p = protos / np.maximum(np.linalg.norm(protos, axis=1, keepdims=True), 1e-12)
-    sim = x @ p.T
-    tau = 1.0 / max(logit_scale, 1e-6)
-    z = sim / tau
-    w = np.exp(z - z.max(axis=1, keepdims=True))
-    w /= w.sum(axis=1, keepdims=True)
-    return w @ proto_scores
 
 
 def _random_head_tensors(d=24, m=10, k=7, seed=0):
@@ -33,7 +21,7 @@ def _random_head_tensors(d=24, m=10, k=7, seed=0):
 
 
 @pytest.mark.parametrize("logit_scale", [1 / 0.07, 3.0, -2.0])
-def test_head_equals_official_formula(logit_scale):
+def test_head_equals_official_formula(logit_scale, official_scores):
     t = _random_head_tensors()
     t["logit_scale"] = np.float64(logit_scale)  # negative: the clamp(min=1e-6) path
     feats = np.random.default_rng(1).normal(size=(9, 24))

@@ -15,7 +15,6 @@ from rali_edge.errors import BundleError, ConfigError, ImageLoadError
 from rali_edge.model.preprocess import preprocess_images, uint8_batch
 from rali_edge.model.scorer import RaliScorer, load_scorer
 from rali_edge.model.tiny import make_random_bundle
-from test_model_head import official_scores
 
 
 def _photos():
@@ -38,7 +37,7 @@ def test_make_random_bundle_is_fast_and_deterministic(tmp_path):
     assert load_bundle(a).config.provenance.notes["random_weights"] is True
 
 
-def test_bundle_layout_and_scores_equal_official_formula(bundle_dir):
+def test_bundle_layout_and_scores_equal_official_formula(bundle_dir, official_scores):
     bundle = load_bundle(bundle_dir)
     names = set(bundle.tensors)
     assert {f"head.{n}" for n in ("pca_mean", "pca_scale", "pca_components", "prototypes", "proto_scores",

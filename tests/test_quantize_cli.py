@@ -6,7 +6,6 @@ import json
 
 import pytest
 import typer
-from test_quantize_fixtures import int8_case, scorer_case  # noqa: F401 - pytest fixtures
 from typer.testing import CliRunner
 
 from rali_edge.cli import quantize_cmd

@@ -7,7 +7,6 @@ import json
 import numpy as np
 import onnx
 import pytest
-from test_quantize_fixtures import int8_case, scorer_case  # noqa: F401 - pytest fixtures
 
 from rali_edge.errors import ConfigError, NotRunnableHere
 from rali_edge.quantize import (

@@ -7,7 +7,6 @@ import warnings
 import numpy as np
 import onnx
 import pytest
-from test_quantize_fixtures import export_onnx, make_scorer, rename_all_nodes
 
 from rali_edge.errors import ConfigError
 from rali_edge.quantize.patterns import find_float_nodes, transformer_blocks
@@ -16,7 +15,7 @@ LAYERS = 2
 
 
 @pytest.fixture(scope="module")
-def graphs(tmp_path_factory):
+def graphs(tmp_path_factory, make_scorer, export_onnx, rename_all_nodes):
     """{(exporter, gelu): renamed ONNX model} for dynamo/legacy x QuickGELU/erf-GELU."""
     tmp = tmp_path_factory.mktemp("patterns")
     out = {}
@@ -29,6 +28,20 @@ def graphs(tmp_path_factory):
                 renamed = rename_all_nodes(path, tmp / f"r_{dynamo}_{quick}.onnx", seed=int(dynamo) * 2 + quick)
                 out[("dynamo" if dynamo else "legacy", "quick" if quick else "erf")] = onnx.load(str(renamed))
     return out
+
+
+def test_fixture_scorer_exports_and_matches(tmp_path, make_scorer, synthetic_pixels, export_onnx):
+    import onnxruntime as ort
+    import torch
+
+    scorer = make_scorer()
+    pixels, _ = synthetic_pixels(4)
+    for dynamo in (False, True):
+        path = export_onnx(scorer, tmp_path / f"m{dynamo}.onnx", dynamo=dynamo)
+        sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+        got = sess.run(None, {"pixels": pixels})[0]
+        want = scorer(torch.from_numpy(pixels)).detach().numpy()
+        assert np.allclose(got, want, atol=1e-4)
 
 
 def _ops(model, names):

@@ -6,7 +6,6 @@ import numpy as np
 import onnx
 import pytest
 from onnx import TensorProto, helper, numpy_helper
-from test_quantize_fixtures import int8_case, scorer_case  # noqa: F401 - pytest fixtures
 
 from rali_edge.calibration import from_pixels
 from rali_edge.quantize import OnnxFp16Config, TensorRTInt8Config, quantize

@@ -6,7 +6,6 @@ import json
 
 import numpy as np
 import pytest
-from test_quantize_fixtures import int8_case, perturbed_copy, scorer_case  # noqa: F401 - pytest fixtures
 
 from rali_edge.quantize import quant_json_path
 from rali_edge.quantize.sensitivity import (
@@ -20,7 +19,7 @@ from rali_edge.quantize.sensitivity import (
 
 def _eval_data(case) -> EvalData:
     from rali_edge.bundle import load_bundle
-    from rali_edge.validate import load_eval_sets
+    from rali_edge.evaluation.evalset import load_eval_sets
 
     pre = load_bundle(case["bundle"]).config.preprocess
     s = load_eval_sets([case["test"]], case["root"], pre)[0]
@@ -50,7 +49,7 @@ def test_budget_search_meets_a_loose_budget_and_reports_it(int8_case, tmp_path):
 
 
 @pytest.mark.slow
-def test_budget_search_fails_clearly_when_nothing_meets_it(int8_case, tmp_path, monkeypatch):
+def test_budget_search_fails_clearly_when_nothing_meets_it(int8_case, perturbed_copy, tmp_path, monkeypatch):
     import rali_edge.quantize.sensitivity as sens
 
     real = sens._quantize_to

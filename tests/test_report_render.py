@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import html
 import json
 from html.parser import HTMLParser
 
@@ -14,17 +15,22 @@ from rali_edge.report.environment import collect_environment
 from rali_edge.report.results import BenchmarkReport
 from rali_edge.report.table import COLUMNS, Status
 
-from test_report_table import sample_rows  # pytest puts tests/ on sys.path (prepend import mode)
 
+@pytest.fixture
+def make_report(sample_rows):
+    """make_report(failures=()): a BenchmarkReport over the shared sample rows."""
 
-def make_report(max_plcc_drop=None) -> BenchmarkReport:
-    rows = sample_rows()
-    ref = rows[0].scores
-    return BenchmarkReport(
-        rows=rows, bundle="/tmp/bundle", datasets={"tiny": len(ref)}, float_scores=ref,
-        gt_scores=np.linspace(1, 5, len(ref)), environment=collect_environment(threads=2),
-        settings={"batch": 8, "repeats": 3}, max_plcc_drop=max_plcc_drop,
-    )
+    def make(failures=()) -> BenchmarkReport:
+        rows = sample_rows()
+        ref = rows[0].scores
+        return BenchmarkReport(
+            rows=rows, bundle="/tmp/bundle", datasets={"tiny": len(ref)}, float_scores=ref,
+            gt_scores=np.linspace(1, 5, len(ref)), environment=collect_environment(threads=2),
+            settings={"batch": 8, "repeats": 3}, budget={"max_plcc_drop": 0.02, "max_srcc_drop": None},
+            failures=list(failures),
+        )
+
+    return make
 
 
 class _Imgs(HTMLParser):
@@ -44,7 +50,7 @@ class _Imgs(HTMLParser):
             self.cells.append(data)
 
 
-def test_html_is_self_contained_with_png_images(tmp_path):
+def test_html_is_self_contained_with_png_images(tmp_path, make_report):
     paths = render.write_reports(make_report(), tmp_path)
     parser = _Imgs()
     parser.feed(paths["html"].read_text())
@@ -60,7 +66,7 @@ def test_html_is_self_contained_with_png_images(tmp_path):
     assert "Core ML prediction needs macOS" in parser.cells
 
 
-def test_json_has_every_figure_and_machine(tmp_path):
+def test_json_has_every_figure_and_machine(tmp_path, make_report):
     paths = render.write_reports(make_report(), tmp_path)
     data = json.loads(paths["json"].read_text())
     env = data["environment"]
@@ -72,22 +78,26 @@ def test_json_has_every_figure_and_machine(tmp_path):
     assert len(data["float_scores"]) == 12
 
 
-def test_markdown_has_table_and_limit(tmp_path):
-    paths = render.write_reports(make_report(max_plcc_drop=0.02), tmp_path)
+def test_markdown_and_html_name_the_gate_failures(tmp_path, make_report):
+    failure = "onnx int8-cpu on tiny: PLCC dropped 0.0600 > 0.02"
+    paths = render.write_reports(make_report(failures=[failure]), tmp_path)
     md = paths["md"].read_text()
     assert "| Format | Precision | Status | Size (MB) | PLCC | SRCC | dPLCC | dSRCC | ms/img | img/s |" in md
-    assert "PLCC drop over the limit" in md and "onnx int8-cpu" in md
+    assert "Gate failed" in md and "max plcc drop 0.02" in md and failure in md
+    assert html.escape(failure) in paths["html"].read_text()
+    data = json.loads(paths["json"].read_text())
+    assert data["passed"] is False and data["failures"] == [failure]
 
 
-def test_exceeded_only_counts_rows_that_ran():
-    report = make_report(max_plcc_drop=0.00001)
-    # validation_failed (-0.06) ran; simulated coreml (-0.0001) did not run here, so it does not count
-    assert [(r.format, r.precision) for r in report.exceeded] == [("onnx", "int8-cpu")]
-    assert not report.ok
-    assert make_report(max_plcc_drop=0.1).ok
+def test_a_report_without_failures_passes(tmp_path, make_report):
+    report = make_report()
+    assert report.ok and [r.status for r in report.not_runnable] == [Status.NOT_RUNNABLE]
+    paths = render.write_reports(report, tmp_path)
+    assert "Gate failed" not in paths["md"].read_text()
+    assert json.loads(paths["json"].read_text())["passed"] is True
 
 
-def test_writes_are_atomic(tmp_path, monkeypatch):
+def test_writes_are_atomic(tmp_path, monkeypatch, make_report):
     # An old report stays whole when rendering the new one fails half-way.
     paths = render.write_reports(make_report(), tmp_path)
     old = {k: p.read_bytes() for k, p in paths.items()}
@@ -103,7 +113,7 @@ def test_writes_are_atomic(tmp_path, monkeypatch):
     assert leftovers == []
 
 
-def test_writes_go_through_atomic_helpers(tmp_path, monkeypatch):
+def test_writes_go_through_atomic_helpers(tmp_path, monkeypatch, make_report):
     used = []
     real_text, real_json = render.atomic_write_text, render.atomic_write_json
     monkeypatch.setattr(render, "atomic_write_text", lambda p, t: used.append(p.name) or real_text(p, t))

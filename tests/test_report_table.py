@@ -2,29 +2,10 @@
 
 from __future__ import annotations
 
-import numpy as np
-
 from rali_edge.report.table import COLUMNS, BenchmarkRow, Status, markdown_table, plain_table, row_cells
 
 
-def sample_rows() -> list[BenchmarkRow]:
-    rng = np.random.default_rng(0)
-    scores = rng.uniform(1, 5, 12)
-    return [
-        BenchmarkRow("pytorch", "fp32", Status.OK, size_mb=1.5, plcc=0.91, srcc=0.9, dplcc=0.0, dsrcc=0.0,
-                     ms_per_img=3.2, img_per_s=410.0, scores=scores),
-        BenchmarkRow("onnx", "int8-cpu", Status.VALIDATION_FAILED, reason="dPLCC -0.0600 < -0.0200",
-                     size_mb=0.4, plcc=0.85, srcc=0.84, dplcc=-0.06, dsrcc=-0.06, ms_per_img=1.1, img_per_s=900.0,
-                     scores=scores + 0.1),
-        BenchmarkRow("ort", "fp32", Status.EXPORT_FAILED, reason="opset 18 unsupported by the mobile converter"),
-        BenchmarkRow("tensorrt", "fp16", Status.NOT_RUNNABLE, reason="TensorRT needs a CUDA GPU + TensorRT"),
-        BenchmarkRow("coreml", "fp16", Status.SIMULATED, reason="accuracy from simulated FP16", size_mb=0.8,
-                     plcc=0.91, srcc=0.9, dplcc=-0.0001, dsrcc=0.0,
-                     timing_reason="Core ML prediction needs macOS", scores=scores + 0.001),
-    ]
-
-
-def test_every_column_in_header_and_rows():
+def test_every_column_in_header_and_rows(sample_rows):
     md = markdown_table(sample_rows())
     header = md.splitlines()[0]
     for col in COLUMNS:
@@ -35,7 +16,7 @@ def test_every_column_in_header_and_rows():
         assert line.replace("\\|", "").count("|") == len(COLUMNS) + 1
 
 
-def test_every_status_appears_with_its_reason():
+def test_every_status_appears_with_its_reason(sample_rows):
     rows = sample_rows()
     assert {r.status for r in rows} == set(Status)
     text = plain_table(rows)
@@ -46,7 +27,7 @@ def test_every_status_appears_with_its_reason():
     assert "simulated (accuracy from simulated FP16)" in text
 
 
-def test_missing_numbers_show_reason_not_a_number():
+def test_missing_numbers_show_reason_not_a_number(sample_rows):
     rows = {(r.format, r.precision): r for r in sample_rows()}
     trt = row_cells(rows["tensorrt", "fp16"])
     ms, ips = trt[COLUMNS.index("ms/img")], trt[COLUMNS.index("img/s")]
@@ -59,14 +40,14 @@ def test_missing_numbers_show_reason_not_a_number():
     assert failed[COLUMNS.index("Size (MB)")] == "opset 18 unsupported by the mobile converter"
 
 
-def test_numbers_formatted():
+def test_numbers_formatted(sample_rows):
     cells = row_cells(sample_rows()[1])
     assert cells[COLUMNS.index("dPLCC")] == "-0.0600"
     assert cells[COLUMNS.index("ms/img")] == "1.10"
     assert cells[COLUMNS.index("img/s")] == "900.0"
 
 
-def test_row_to_dict_round_trips_json():
+def test_row_to_dict_round_trips_json(sample_rows):
     import json
 
     for row in sample_rows():
@@ -76,7 +57,7 @@ def test_row_to_dict_round_trips_json():
                           "ms_per_img", "img_per_s"}
 
 
-def test_short_reason_keeps_the_head_and_notes_keep_the_rest():
+def test_short_reason_keeps_the_head_and_notes_keep_the_rest(sample_rows):
     from rali_edge.report.table import notes, short_reason
 
     full = ("TensorRT needs a CUDA GPU + TensorRT (the tensorrt Python package is not installed); "

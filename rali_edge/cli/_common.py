@@ -1,4 +1,12 @@
-"""Small helpers shared by the CLI modules: error reporting and the 'not built yet' stub."""
+"""Small helpers shared by the CLI modules: the exit-code contract, error reporting, tables.
+
+Exit codes, the same for every command:
+  0  everything asked ran and held;
+  1  something ran and failed (a failed export or validation, a budget breach, an unreadable image);
+  2  bad usage or options, rejected before any work (typer's own usage errors exit 2 as well).
+Rows that cannot run on this host (TensorRT without a GPU, Core ML prediction off macOS) are
+"not runnable here": listed, never failures.
+"""
 
 from __future__ import annotations
 
@@ -9,16 +17,25 @@ from typing import Any, TypeVar
 import typer
 from rich.console import Console
 
-from rali_edge.errors import RaliEdgeError
+from rali_edge.errors import ConfigError, InputFileError, RaliEdgeError, UnsupportedOptionError
 
 console = Console(soft_wrap=True)  # long paths and tables stay on one line
 err_console = Console(stderr=True, soft_wrap=True)
 
+EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+# Errors that mean "the request itself is wrong": bad options, or an input file named on the
+# command line that cannot be used at all (meta files are read before any work starts).
+USAGE_ERRORS = (ConfigError, UnsupportedOptionError, InputFileError)
+
 F = TypeVar("F", bound=Callable[..., Any])
 
 
+def exit_code_for(exc: RaliEdgeError) -> int:
+    return EXIT_USAGE if isinstance(exc, USAGE_ERRORS) else EXIT_FAILED
+
+
 def friendly_errors(func: F) -> F:
-    """Turn a RaliEdgeError into a red one-line message and exit status 2 (no traceback)."""
+    """Turn a RaliEdgeError into a red message (no traceback) and its exit code (2 usage, 1 failure)."""
 
     @functools.wraps(func)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
@@ -26,15 +43,28 @@ def friendly_errors(func: F) -> F:
             return func(*args, **kwargs)
         except RaliEdgeError as exc:
             err_console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
-            raise typer.Exit(code=2) from exc
+            raise typer.Exit(code=exit_code_for(exc)) from exc
 
     return wrapper  # type: ignore[return-value]
 
 
-def not_built_yet(command: str, issue: str) -> None:
-    """For planned commands: say so and exit non-zero instead of pretending to work."""
-    err_console.print(f"[yellow]`rali-edge {command}` is planned but not built yet ({issue}).[/]")
-    raise typer.Exit(code=3)
+def renamed(new_value: Any, old_value: Any, new_name: str, old_name: str, default: Any = None) -> Any:
+    """One value from an option and its old, hidden spelling (kept working); both given is an error."""
+    if old_value is None or old_value == default:
+        return new_value
+    if new_value is not None and new_value != default:
+        raise ConfigError(f"{old_name} is the old spelling of {new_name}: give only one of them")
+    return old_value
+
+
+def report_failures(failures: list[str], not_runnable: list[str]) -> None:
+    """List rows that cannot run here, then the failures; exit 1 when there are failures."""
+    for line in not_runnable:
+        console.print(f"[yellow]not runnable here:[/] {line}", highlight=False, soft_wrap=True)
+    if failures:
+        for failure in failures:
+            err_console.print(f"[bold red]FAIL[/] {failure}", highlight=False, soft_wrap=True)
+        raise typer.Exit(code=EXIT_FAILED)
 
 
 def print_table(table: Any, min_width: int = 160) -> None:

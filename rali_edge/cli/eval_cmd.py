@@ -27,22 +27,25 @@ def _table(report):
 
 @friendly_errors
 def evaluate(
-    bundle: Path = typer.Argument(..., help="Scorer bundle folder."),
-    meta: list[Path] = typer.Option(..., "--meta", help="Meta JSON file (repeat --meta for several)."),
-    image_root: Path = typer.Option(..., "--image-root", help="Folder the meta files' image paths are relative to."),
+    bundle: Path = typer.Argument(..., exists=True, help="Scorer bundle folder, or an exported artifact "
+                                                         "(.onnx, .ort, ...) run in its own runtime."),
+    meta: list[Path] = typer.Option(..., "--meta", exists=True, help="Meta JSON file (repeat --meta for several)."),
+    image_root: Path = typer.Option(..., "--image-root", exists=True,
+                                    help="Folder the meta files' image paths are relative to."),
     logistic: bool = typer.Option(False, "--logistic", help="PLCC after a 4-parameter logistic fit "
                                   "(default: plain correlations, the official protocol)."),
     json_out: Path | None = typer.Option(None, "--json", help="Write the full report (with predictions) here."),
     batch_size: int = typer.Option(32, "--batch-size", min=1, help="Images per forward pass."),
-    device: str = typer.Option("cpu", "--device", help="torch device, e.g. cpu or cuda."),
+    device: str = typer.Option("cpu", "--device", help="torch device for a bundle, e.g. cpu or cuda."),
 ) -> None:
-    """Evaluate a bundle: PLCC/SRCC/KRCC/MAE per meta file against gt_score_norm.
+    """Evaluate a bundle or artifact: PLCC/SRCC/KRCC/MAE per meta file against gt_score_norm.
 
-    Unreadable images are left out of the metrics and listed; the exit status is 1 when any failed.
+    Unreadable images are left out of the metrics and listed. Exit status: 0 evaluated; 1 an image
+    could not be read or the evaluation failed; 2 bad options.
     """
-    from rali_edge.evaluate import evaluate_bundle, write_report
+    from rali_edge.evaluate import evaluate_artifact, write_report
 
-    report = evaluate_bundle(bundle, meta, image_root, logistic=logistic, batch_size=batch_size,
+    report = evaluate_artifact(bundle, meta, image_root, logistic=logistic, batch_size=batch_size,
                              device=device, progress=True)
     print_table(_table(report), min_width=120)
     if json_out is not None:

@@ -53,7 +53,7 @@ _WRITERS = {".csv": _write_csv, ".json": _write_json}
 
 @friendly_errors
 def score(
-    bundle: Path = typer.Argument(..., help="Scorer bundle folder."),
+    bundle: Path = typer.Argument(..., exists=True, help="Scorer bundle folder."),
     images: list[Path] = typer.Argument(..., help="Image files and/or folders (searched recursively)."),
     out: Path | None = typer.Option(None, "--out", help="Write scores to FILE.csv or FILE.json."),
     batch_size: int = typer.Option(32, "--batch-size", min=1, help="Images per forward pass."),
@@ -61,7 +61,8 @@ def score(
 ) -> None:
     """Score image files and folders with a bundle (scores on the [1, 5] scale).
 
-    Unreadable files are listed with their reason and the rest are still scored; exit status 1 if any failed.
+    Unreadable files are listed with their reason and the rest are still scored. Exit status: 0 all
+    scored; 1 an input could not be read or scored; 2 bad options.
     """
     from rali_edge.errors import ConfigError
     from rali_edge.model.scorer import load_scorer

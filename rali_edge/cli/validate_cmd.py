@@ -1,4 +1,4 @@
-"""`rali-edge validate`: drift of artifacts vs the float bundle, per meta file; a CI gate (exit 1)."""
+"""`rali-edge validate`: drift of artifacts vs the float bundle, per meta file; a CI gate."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from typing import Optional
 
 import typer
 
-from rali_edge.cli._common import console, friendly_errors, print_table
+from rali_edge.cli._common import console, friendly_errors, print_table, report_failures
 
 
 def _fmt(value: float | None, signed: bool = False) -> str:
@@ -18,22 +18,28 @@ def _fmt(value: float | None, signed: bool = False) -> str:
 
 @friendly_errors
 def validate(
-    artifacts: list[Path] = typer.Argument(..., help="Artifacts to check (.onnx, .ort, .mlpackage, .engine)."),
-    bundle: Path = typer.Option(..., "--bundle", help="The float bundle folder (the reference)."),
-    meta: list[Path] = typer.Option(..., "--meta", help="Meta JSON file(s) with image and gt_score_norm."),
-    image_root: Path = typer.Option(..., "--image-root", help="Folder the meta image paths are relative to."),
+    artifacts: list[Path] = typer.Argument(..., exists=True,
+                                           help="Artifacts to check (.onnx, .ort, .mlpackage, .engine)."),
+    bundle: Path = typer.Option(..., "--bundle", exists=True, help="The float bundle folder (the reference)."),
+    meta: list[Path] = typer.Option(..., "--meta", exists=True, help="Meta JSON file(s) with image and gt_score_norm."),
+    image_root: Path = typer.Option(..., "--image-root", exists=True, help="Folder the meta image paths are relative to."),
     max_plcc_drop: Optional[float] = typer.Option(None, "--max-plcc-drop", help="Fail when PLCC drops more (>= 0)."),
     max_srcc_drop: Optional[float] = typer.Option(None, "--max-srcc-drop", help="Fail when SRCC drops more (>= 0)."),
     out: Optional[Path] = typer.Option(None, "--out", help="Folder for report.json (default: no file)."),
     batch_size: int = typer.Option(16, "--batch-size", help="Images per runtime call."),
+    threads: Optional[int] = typer.Option(None, "--threads", help="Intra-op threads for ONNX Runtime."),
 ) -> None:
-    """Validate artifacts against the float model: PLCC/SRCC drift, CI gate."""
+    """Validate artifacts against the float model: PLCC/SRCC drift, CI gate.
+
+    Exit status: 0 every artifact ran (or is not runnable here) within budget; 1 an artifact failed to
+    run, a drop exceeded the budget or an image could not be read; 2 bad options.
+    """
     from rich.table import Table
 
     from rali_edge.validate import validate_artifacts
 
     report = validate_artifacts(artifacts, bundle, meta, image_root, max_plcc_drop=max_plcc_drop,
-                                max_srcc_drop=max_srcc_drop, out_dir=out, batch_size=batch_size)
+                                max_srcc_drop=max_srcc_drop, out_dir=out, batch_size=batch_size, threads=threads)
     table = Table(title="drift vs float")
     for col in ("artifact", "dataset", "n", "PLCC", "dPLCC", "SRCC", "dSRCC", "MAE", "max|d|", "emb cos", "status"):
         table.add_column(col)
@@ -44,8 +50,5 @@ def validate(
     print_table(table)
     if report.report_path is not None:
         console.print(f"report: {report.report_path}")
-    if not report.passed:
-        for failure in report.failures:
-            console.print(f"[bold red]FAIL[/] {failure}", highlight=False)
-        raise typer.Exit(code=1)
+    report_failures(report.failures, [f"{r.artifact} on {r.dataset}: {r.reason}" for r in report.not_runnable])
     console.print("[green]within budget[/]")

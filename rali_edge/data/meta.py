@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from rali_edge.data.images import BadImage
-from rali_edge.errors import DataError
+from rali_edge.errors import InputFileError
 
 # Q-Insight's degradation vocabulary (REFERENCE section 3); "null" means "no distortion".
 DISTORTION_CLASSES = ("noise", "compression", "blur", "darken", "null")
@@ -51,7 +51,7 @@ class Record:
 
 
 def read_meta(meta_path: str | Path, image_root: str | Path) -> list[Record]:
-    """Read one meta JSON file. Raises `DataError` naming the file (and record) when malformed."""
+    """Read one meta JSON file. Raises `InputFileError` naming the file (and record) when malformed."""
     meta_path = Path(meta_path)
     root = _existing_dir(image_root, "image root")
     items = _load_items(meta_path)
@@ -60,7 +60,7 @@ def read_meta(meta_path: str | Path, image_root: str | Path) -> list[Record]:
     with_score = [r.score is not None for r in records]
     if any(with_score) and not all(with_score):
         missing = with_score.index(False)
-        raise DataError(
+        raise InputFileError(
             f"{meta_path}: record {missing} has no gt_score_norm while other records have one; "
             "a meta file must score all its records or none"
         )
@@ -71,13 +71,13 @@ def read_metas(meta_paths: Iterable[str | Path], image_root: str | Path) -> dict
     """Read several meta files sharing one image root, keyed by dataset name (the file stem)."""
     meta_paths = [Path(p) for p in meta_paths]
     if not meta_paths:
-        raise DataError("no meta files given")
+        raise InputFileError("no meta files given")
     out: dict[str, list[Record]] = {}
     seen: dict[str, Path] = {}
     for path in meta_paths:
         name = path.stem
         if name in seen:
-            raise DataError(
+            raise InputFileError(
                 f"two meta files share the dataset name {name!r}: {seen[name]} and {path}; "
                 "rename one so that results stay distinguishable"
             )
@@ -103,11 +103,11 @@ def read_image_folder(folder: str | Path, scores_csv: str | Path | None = None) 
     )
     if not images:
         exts = ", ".join(sorted(IMAGE_EXTENSIONS))
-        raise DataError(f"{root}: no images found (looked recursively for {exts})")
+        raise InputFileError(f"{root}: no images found (looked recursively for {exts})")
     scores = _read_scores_csv(Path(scores_csv), root) if scores_csv is not None else {}
     unlisted = sorted(set(scores) - set(images))
     if unlisted:
-        raise DataError(
+        raise InputFileError(
             f"{scores_csv}: {unlisted[0]} (and {len(unlisted) - 1} more) is not an image the folder "
             f"reader picks up (hidden, or an extension outside {', '.join(sorted(IMAGE_EXTENSIONS))})"
         )
@@ -134,30 +134,30 @@ def check_images_exist(records: Iterable[Record]) -> list[BadImage]:
 def _existing_dir(path: str | Path, what: str) -> Path:
     path = Path(path).expanduser().absolute()
     if not path.exists():
-        raise DataError(f"{path}: {what} not found")
+        raise InputFileError(f"{path}: {what} not found")
     if not path.is_dir():
-        raise DataError(f"{path}: {what} is not a folder")
+        raise InputFileError(f"{path}: {what} is not a folder")
     return path
 
 
 def _load_items(meta_path: Path) -> Sequence[Any]:
     if not meta_path.exists():
-        raise DataError(f"{meta_path}: meta file not found")
+        raise InputFileError(f"{meta_path}: meta file not found")
     if not meta_path.is_file():
-        raise DataError(f"{meta_path}: meta path is not a file")
+        raise InputFileError(f"{meta_path}: meta path is not a file")
     try:
         text = meta_path.read_text(encoding="utf-8")
     except UnicodeDecodeError as exc:
-        raise DataError(f"{meta_path}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
+        raise InputFileError(f"{meta_path}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
     if not text.strip():
-        raise DataError(f"{meta_path}: empty file")
+        raise InputFileError(f"{meta_path}: empty file")
     try:
         obj = json.loads(text)
     except json.JSONDecodeError as exc:
-        raise DataError(f"{meta_path}: invalid JSON at line {exc.lineno}, column {exc.colno}: {exc.msg}") from None
+        raise InputFileError(f"{meta_path}: invalid JSON at line {exc.lineno}, column {exc.colno}: {exc.msg}") from None
     items = _unwrap(meta_path, obj)
     if not items:
-        raise DataError(f"{meta_path}: the meta file holds no records")
+        raise InputFileError(f"{meta_path}: the meta file holds no records")
     return items
 
 
@@ -167,12 +167,12 @@ def _unwrap(meta_path: Path, obj: Any) -> Sequence[Any]:
     if isinstance(obj, dict):
         keys = [k for k in ("results", "data") if k in obj]
         if len(keys) == 2:
-            raise DataError(f"{meta_path}: holds both 'results' and 'data'; cannot tell which is the record list")
+            raise InputFileError(f"{meta_path}: holds both 'results' and 'data'; cannot tell which is the record list")
         if keys and isinstance(obj[keys[0]], list):
             return obj[keys[0]]
         if keys:
-            raise DataError(f"{meta_path}: '{keys[0]}' must be a list of records, got {type(obj[keys[0]]).__name__}")
-    raise DataError(
+            raise InputFileError(f"{meta_path}: '{keys[0]}' must be a list of records, got {type(obj[keys[0]]).__name__}")
+    raise InputFileError(
         f"{meta_path}: expected a list of records or an object with a 'results' or 'data' list, "
         f"got {type(obj).__name__}"
     )
@@ -181,14 +181,14 @@ def _unwrap(meta_path: Path, obj: Any) -> Sequence[Any]:
 def _record(meta_path: Path, index: int, item: Any, root: Path, dataset: str) -> Record:
     where = f"{meta_path}: record {index}"
     if not isinstance(item, dict):
-        raise DataError(f"{where}: expected an object, got {type(item).__name__}")
+        raise InputFileError(f"{where}: expected an object, got {type(item).__name__}")
     image = item.get("image")
     if not isinstance(image, str) or not image.strip():
-        raise DataError(f"{where}: missing or empty 'image' (a path relative to the image root)")
+        raise InputFileError(f"{where}: missing or empty 'image' (a path relative to the image root)")
     gt_score = _number(where, item, "gt_score")
     score = _number(where, item, "gt_score_norm")
     if score is not None and not (SCORE_MIN - _SCORE_TOL <= score <= SCORE_MAX + _SCORE_TOL):
-        raise DataError(
+        raise InputFileError(
             f"{where}: gt_score_norm={score} is outside [1, 5]; rescale MOS with "
             "4 * (mos - min) / (max - min) + 1"
         )
@@ -210,10 +210,10 @@ def _number(where: str, item: Mapping[str, Any], key: str) -> float | None:
     if value is None:
         return None
     if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise DataError(f"{where}: '{key}' must be a number, got {value!r}")
+        raise InputFileError(f"{where}: '{key}' must be a number, got {value!r}")
     value = float(value)
     if not math.isfinite(value):
-        raise DataError(f"{where}: '{key}' is {value}, not a finite number")
+        raise InputFileError(f"{where}: '{key}' is {value}, not a finite number")
     return value
 
 
@@ -221,38 +221,38 @@ def _optional_str(where: str, item: Mapping[str, Any], key: str) -> str | None:
     value = item.get(key)
     if value is None or isinstance(value, str):
         return value
-    raise DataError(f"{where}: '{key}' must be a string, got {value!r}")
+    raise InputFileError(f"{where}: '{key}' must be a string, got {value!r}")
 
 
 def _vocab(where: str, item: Mapping[str, Any], key: str, allowed: tuple[str, ...]) -> str | None:
     value = _optional_str(where, item, key)
     if value is not None and value not in allowed:
-        raise DataError(f"{where}: {key}={value!r} is not one of {', '.join(allowed)}")
+        raise InputFileError(f"{where}: {key}={value!r} is not one of {', '.join(allowed)}")
     return value
 
 
 def _read_scores_csv(csv_path: Path, root: Path) -> dict[str, float]:
     if not csv_path.is_file():
-        raise DataError(f"{csv_path}: scores CSV not found")
+        raise InputFileError(f"{csv_path}: scores CSV not found")
     with open(csv_path, newline="", encoding="utf-8-sig") as f:
         reader = csv.DictReader(f)
         header = [h.strip() for h in (reader.fieldnames or [])]
         if "image" not in header or "score" not in header:
-            raise DataError(f"{csv_path}: the header must name the columns 'image' and 'score', got {header}")
+            raise InputFileError(f"{csv_path}: the header must name the columns 'image' and 'score', got {header}")
         scores: dict[str, float] = {}
         for row in reader:
             line = reader.line_num
             row = {(k or "").strip(): (v or "").strip() for k, v in row.items()}
             rel = Path(row["image"]).as_posix()
             if not rel or rel == ".":
-                raise DataError(f"{csv_path}, line {line}: empty image name")
+                raise InputFileError(f"{csv_path}, line {line}: empty image name")
             if rel in scores:
-                raise DataError(f"{csv_path}, line {line}: {rel} is listed twice")
+                raise InputFileError(f"{csv_path}, line {line}: {rel} is listed twice")
             scores[rel] = _csv_score(csv_path, line, row["score"])
             if not (root / rel).is_file():
-                raise DataError(f"{csv_path}, line {line}: image {rel} not found under {root}")
+                raise InputFileError(f"{csv_path}, line {line}: image {rel} not found under {root}")
     if not scores:
-        raise DataError(f"{csv_path}: no rows")
+        raise InputFileError(f"{csv_path}: no rows")
     return scores
 
 
@@ -260,11 +260,11 @@ def _csv_score(csv_path: Path, line: int, text: str) -> float:
     try:
         value = float(text)
     except ValueError:
-        raise DataError(f"{csv_path}, line {line}: score {text!r} is not a number") from None
+        raise InputFileError(f"{csv_path}, line {line}: score {text!r} is not a number") from None
     if not math.isfinite(value):
-        raise DataError(f"{csv_path}, line {line}: score is {value}, not a finite number")
+        raise InputFileError(f"{csv_path}, line {line}: score is {value}, not a finite number")
     if not (SCORE_MIN - _SCORE_TOL <= value <= SCORE_MAX + _SCORE_TOL):
-        raise DataError(
+        raise InputFileError(
             f"{csv_path}, line {line}: score {value} is outside [1, 5]; rescale with "
             "4 * (s - min) / (max - min) + 1"
         )

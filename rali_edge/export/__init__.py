@@ -9,16 +9,17 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from rali_edge.export.formats import FORMATS, FormatCaps
+from rali_edge.export.job import ExportResult
 from rali_edge.export.spec import ExportSpec
 
 if TYPE_CHECKING:
-    from rali_edge.export.api import ExportResult, export_bundle
+    from rali_edge.export.api import export_bundle
 
 __all__ = ["export_bundle", "ExportResult", "ExportSpec", "FORMATS", "FormatCaps"]
 
 
 def __getattr__(name: str):
-    if name in ("export_bundle", "ExportResult"):
+    if name == "export_bundle":
         from rali_edge.export import api
 
         return getattr(api, name)

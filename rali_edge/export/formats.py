@@ -1,4 +1,10 @@
-"""One capability table: which options each export format accepts. Everything else is rejected.
+"""The one format table: every per-format fact lives in a `FormatCaps` entry of `FORMATS`.
+
+Suffix, precisions, input kinds, value tolerance per precision, how each quantized precision is
+made (quantize kind, calibration), the export backend module, the runner, the "runnable here"
+check, the ONNX opsets and the benchmark variants. `export`, `quantize`, `runtime`, `validate`
+and `benchmark` read this table and nothing else. Adding a format = one entry here + one backend
+module under `rali_edge.export.backends` + one runner module under `rali_edge.runtime`.
 
 Options are never silently changed: an unsupported combination raises UnsupportedOptionError
 naming the format, the option and what is accepted instead.
@@ -6,79 +12,171 @@ naming the format, the option and what is accepted instead.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import importlib
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import TYPE_CHECKING, Any, Mapping
 
 from rali_edge.errors import UnsupportedOptionError
 
+if TYPE_CHECKING:
+    from rali_edge.runtime.base import Runner
+
 PRECISIONS = ("fp32", "fp16", "int8")
 QUANTIZE_COMMAND = "rali-edge quantize"
+# Max |score difference| vs PyTorch float accepted when an export is validated, per precision.
+TOLERANCE = MappingProxyType({"fp32": 1e-4, "fp16": 2e-2, "int8": 1e-1})
+
+
+def load_object(ref: str) -> Any:
+    """`"package.module:attribute"` -> the attribute; the table names code lazily so that reading
+    it never imports a runtime (onnxruntime, coremltools, tensorrt)."""
+    module, _, attr = ref.partition(":")
+    return getattr(importlib.import_module(module), attr)
+
+
+@dataclass(frozen=True)
+class QuantKind:
+    """One way `rali_edge.quantize` turns a float artifact into a smaller one (`quantize --kind`)."""
+
+    name: str                 # the --kind value
+    precision: str            # the precision of the artifact it makes
+    config: str               # "module:Class" of its config dataclass (rali_edge.quantize.config)
+    calibration: bool         # needs calibration images
+    methods: bool = False     # takes --method (INT8 activation calibration)
+    drift_budget: bool = False  # supports --drift-budget (sensitivity search, ONNX INT8 only)
+    options: Mapping[str, Any] = field(default_factory=dict)  # fixed config fields (e.g. a profile)
+
+    def make_config(self, method: str | None = None):
+        cls = load_object(self.config)
+        kwargs = dict(self.options)
+        if method is not None:
+            if not self.methods:
+                raise UnsupportedOptionError(f"quantize kind {self.name!r} takes no --method")
+            kwargs["method"] = method
+        return cls(**kwargs)
+
+
+@dataclass(frozen=True)
+class Variant:
+    """One row of `rali-edge benchmark`: a (format, precision) made with a given quantize kind."""
+
+    key: str                  # --formats name, e.g. "onnx-int8-cpu"
+    precision: str
+    label: str                # the table's precision cell, e.g. "int8 (cpu)"
+    quant_kind: str | None = None   # None: the format's default way to make this precision
 
 
 @dataclass(frozen=True)
 class FormatCaps:
-    """What one export format accepts."""
+    """Everything rali-edge knows about one export format."""
 
-    suffix: str  # artifact file/folder suffix
-    precisions: tuple[str, ...]
-    quantized_precisions: tuple[str, ...]  # precisions produced by rali_edge.quantize, not here
-    dynamic_batch: bool
-    opsets: tuple[int, int] | None  # inclusive range; None: the format has no ONNX opset
-    default_opset: int | None
-    input_kinds: tuple[str, ...]
-    simplify: bool  # onnxslim graph simplification offered
+    name: str
+    label: str                # for tables ("ort mobile")
+    suffix: str               # artifact file/folder suffix
+    precisions: tuple[str, ...]   # the first is the default
+    input_kinds: tuple[str, ...]  # the first is the default (see export.spec.INPUT_KINDS)
+    backend: str              # module exposing export_float(job) and finish_quantized(job, ...)
+    runner: str               # "module:Class" of its rali_edge.runtime Runner
+    quant_kinds: tuple[QuantKind, ...] = ()   # how its quantized precisions are made
+    float_source: tuple[str, str] | None = None  # (format, precision) quantized artifacts start from
+    tolerance: Mapping[str, float] = field(default_factory=lambda: TOLERANCE)
+    dynamic_batch: bool = True
     max_fixed_batch: int | None = None  # largest fixed batch accepted; None: any
+    opsets: tuple[int, int] | None = None   # inclusive ONNX opset range; None: no ONNX opset
+    default_opset: int | None = None
+    simplify: bool = False    # onnxslim graph simplification offered
+    simulator: str | None = None  # "module:function" giving accuracy when the runtime is absent here
+    variants: tuple[Variant, ...] = ()
     note: str = ""
 
+    @property
+    def default_precision(self) -> str:
+        return self.precisions[0]
+
+    @property
+    def default_input_kind(self) -> str:
+        return self.input_kinds[0]
+
+    def quant_kind_for(self, precision: str, name: str | None = None) -> QuantKind:
+        """The quantize kind that makes `precision` (the first listed, or the one named)."""
+        for kind in self.quant_kinds:
+            if kind.precision == precision and (name is None or kind.name == name):
+                return kind
+        raise UnsupportedOptionError(f"format {self.name!r} has no quantize kind {name or precision!r}")
+
+    def is_quantized(self, precision: str) -> bool:
+        """True when this precision is made by rali_edge.quantize from the float artifact."""
+        return any(k.precision == precision for k in self.quant_kinds)
+
+    def runner_class(self) -> type[Runner]:
+        return load_object(self.runner)
+
+    def runnable_here(self) -> tuple[bool, str]:
+        """(True, "") when this format's runtime can execute here, else (False, why not)."""
+        return self.runner_class().available()
+
+
+_Q = "rali_edge.quantize.config:"
+ONNX_INT8 = QuantKind("int8", "int8", _Q + "OnnxInt8Config", calibration=True, methods=True,
+                      drift_budget=True)
+ONNX_INT8_TRT_PROFILE = QuantKind("int8-tensorrt-profile", "int8", _Q + "OnnxInt8Config", calibration=True,
+                                  methods=True, options=MappingProxyType({"profile": "tensorrt"}))
+ONNX_FP16 = QuantKind("fp16", "fp16", _Q + "OnnxFp16Config", calibration=False)
+TENSORRT_INT8 = QuantKind("int8-tensorrt", "int8", _Q + "TensorRTInt8Config", calibration=True, methods=True)
+COREML_INT8_WEIGHTS = QuantKind("coreml-int8-weights", "int8", _Q + "CoreMLWeightsConfig", calibration=False)
+COREML_W8A8 = QuantKind("coreml-w8a8", "int8", _Q + "CoreMLW8A8Config", calibration=True)
+
+_ORT_RUNNER = "rali_edge.runtime.onnxruntime_runner:OnnxRuntimeRunner"
 
 # The ONNX exporter is torch.onnx.export(dynamo=True): its translation library is written at
 # opset 18 and cannot go lower (asking for 17 silently leaves 18), hence the lower bound.
 # TensorRT 10.x (JetPack 6 ships 10.3) parses ONNX opsets up to 20.
 FORMATS: dict[str, FormatCaps] = {
     "onnx": FormatCaps(
-        suffix=".onnx",
-        precisions=("fp32", "fp16", "int8"),
-        quantized_precisions=("fp16", "int8"),
-        dynamic_batch=True,
-        opsets=(18, 21),
-        default_opset=18,
-        input_kinds=("uint8", "normalized"),
-        simplify=True,
+        name="onnx", label="onnx", suffix=".onnx",
+        precisions=("fp32", "fp16", "int8"), input_kinds=("uint8", "normalized"),
+        backend="rali_edge.export.backends.onnx", runner=_ORT_RUNNER,
+        quant_kinds=(ONNX_INT8, ONNX_FP16, ONNX_INT8_TRT_PROFILE), float_source=("onnx", "fp32"),
+        opsets=(18, 21), default_opset=18, simplify=True,
+        variants=(Variant("onnx-fp32", "fp32", "fp32"), Variant("onnx-fp16", "fp16", "fp16"),
+                  Variant("onnx-int8-cpu", "int8", "int8 (cpu)", "int8"),
+                  Variant("onnx-int8-tensorrt", "int8", "int8 (tensorrt)", "int8-tensorrt-profile")),
     ),
     "ort": FormatCaps(
-        suffix=".ort",
-        precisions=("fp32", "int8"),
-        quantized_precisions=("int8",),
-        dynamic_batch=True,
-        opsets=(18, 21),
-        default_opset=18,
-        input_kinds=("uint8", "normalized"),
-        simplify=True,
+        name="ort", label="ort mobile", suffix=".ort",
+        precisions=("fp32", "int8"), input_kinds=("uint8", "normalized"),
+        backend="rali_edge.export.backends.ort", runner=_ORT_RUNNER,
+        quant_kinds=(ONNX_INT8,), float_source=("onnx", "fp32"),
+        opsets=(18, 21), default_opset=18, simplify=True,
+        variants=(Variant("ort-fp32", "fp32", "fp32"),),
         note="ONNX Runtime Mobile format (Android/iOS onnxruntime-mobile packages)",
     ),
     "coreml": FormatCaps(
-        suffix=".mlpackage",
+        name="coreml", label="coreml", suffix=".mlpackage",
         precisions=("fp16", "fp32", "int8"),
-        quantized_precisions=("int8",),
-        dynamic_batch=True,
-        opsets=None,
-        default_opset=None,
-        input_kinds=("unit",),
-        simplify=False,
+        input_kinds=("unit",),   # Core ML's ImageType hands the graph [0, 1] floats
+        backend="rali_edge.export.backends.coreml", runner="rali_edge.runtime.coreml_runner:CoreMLRunner",
+        quant_kinds=(COREML_INT8_WEIGHTS, COREML_W8A8), float_source=("coreml", "fp16"),
         max_fixed_batch=1,  # an ImageType input is fed one image per prediction
+        simulator="rali_edge.evaluation.coreml_sim:simulate_coreml",
+        variants=(Variant("coreml-fp16", "fp16", "fp16"),
+                  Variant("coreml-int8w", "int8", "int8 weights", "coreml-int8-weights")),
         note="int8 means INT8 weights (activation calibration needs macOS)",
     ),
     "tensorrt": FormatCaps(
-        suffix=".engine",
-        precisions=("fp32", "fp16", "int8"),
-        quantized_precisions=("int8",),
-        dynamic_batch=True,
-        opsets=(18, 20),
-        default_opset=18,
-        input_kinds=("uint8", "normalized"),
-        simplify=True,
+        name="tensorrt", label="tensorrt", suffix=".engine",
+        precisions=("fp32", "fp16", "int8"), input_kinds=("uint8", "normalized"),
+        backend="rali_edge.export.backends.tensorrt", runner="rali_edge.runtime.tensorrt_runner:TensorRTRunner",
+        quant_kinds=(TENSORRT_INT8,), float_source=("onnx", "fp32"),
+        opsets=(18, 20), default_opset=18, simplify=True,
+        variants=(Variant("tensorrt-fp16", "fp16", "fp16"), Variant("tensorrt-int8", "int8", "int8")),
         note="engines are specific to GPU and TensorRT version: build on the target",
     ),
 }
+
+# The float PyTorch bundle: the reference row of every benchmark (not an export format).
+REFERENCE_VARIANT = "pytorch-fp32"
 
 
 def caps(fmt: str) -> FormatCaps:
@@ -88,6 +186,36 @@ def caps(fmt: str) -> FormatCaps:
         raise UnsupportedOptionError(
             f"unknown export format {fmt!r}; choose one of {', '.join(FORMATS)}"
         ) from None
+
+
+def format_for_suffix(suffix: str) -> FormatCaps | None:
+    """The format whose artifacts end in `suffix` (None when no format does)."""
+    return next((c for c in FORMATS.values() if c.suffix == suffix), None)
+
+
+def all_quant_kinds() -> dict[str, QuantKind]:
+    """Every quantize kind of every format, by --kind name, in table order."""
+    kinds: dict[str, QuantKind] = {}
+    for c in FORMATS.values():
+        for k in c.quant_kinds:
+            kinds.setdefault(k.name, k)
+    return kinds
+
+
+def quant_kind(name: str) -> QuantKind:
+    kinds = all_quant_kinds()
+    if name not in kinds:
+        raise UnsupportedOptionError(f"--kind {name!r} is not one of {', '.join(kinds)}")
+    return kinds[name]
+
+
+def all_variants() -> dict[str, tuple[FormatCaps, Variant]]:
+    """Every benchmark variant by --formats key, in table order (the reference first)."""
+    out: dict[str, tuple[FormatCaps, Variant]] = {}
+    for c in FORMATS.values():
+        for v in c.variants:
+            out[v.key] = (c, v)
+    return out
 
 
 def check_options(
@@ -121,29 +249,24 @@ def check_options(
         )
     if simplify and not c.simplify:
         raise UnsupportedOptionError(f"format {fmt!r} has no graph simplification option")
-    return _check_opset(fmt, c, opset)
+    return check_opset(c, opset)
 
 
-def _check_opset(fmt: str, c: FormatCaps, opset: int | None) -> int | None:
+def check_opset(c: FormatCaps, opset: int | None) -> int | None:
+    """The opset to use for format `c` (its default when None), or UnsupportedOptionError."""
     if c.opsets is None:
         if opset is not None:
-            raise UnsupportedOptionError(f"format {fmt!r} has no ONNX opset; drop --opset {opset}")
+            raise UnsupportedOptionError(f"format {c.name!r} has no ONNX opset; drop --opset {opset}")
         return None
     if opset is None:
         return c.default_opset
     lo, hi = c.opsets
     if not lo <= opset <= hi:
-        why = (
-            " (the dynamo ONNX exporter cannot produce opsets below 18)"
-            if opset < lo
-            else ""
-        )
-        raise UnsupportedOptionError(
-            f"format {fmt!r} supports ONNX opsets {lo}..{hi}, not {opset}{why}"
-        )
+        why = " (the dynamo ONNX exporter cannot produce opsets below 18)" if opset < lo else ""
+        raise UnsupportedOptionError(f"format {c.name!r} supports ONNX opsets {lo}..{hi}, not {opset}{why}")
     return opset
 
 
 def needs_quantize(fmt: str, precision: str) -> bool:
     """True when this precision is made by rali_edge.quantize from the float artifact."""
-    return precision in caps(fmt).quantized_precisions
+    return caps(fmt).is_quantized(precision)

@@ -1,9 +1,10 @@
 """INT8 / FP16 artifacts in one call: float export, then `rali_edge.quantize`, then validation.
 
-The quantizers themselves live in rali_edge.quantize (one verb dispatching on the config type);
-this module only chains them after the float export so `rali-edge export --precision int8` works.
-Each quantized artifact is validated against PyTorch float with the precision's tolerance
-(api.VALUE_TOLERANCE) and gets its `<artifact>.quant.json` provenance file beside it.
+The quantizers live in rali_edge.quantize (one verb dispatching on the config type); this module
+chains them after the float export so `rali-edge export --precision int8` works. Which quantize
+kind makes a precision, and from which float artifact, comes from the format table. Each quantized
+artifact is validated against PyTorch float with the precision's tolerance and gets its
+`<artifact>.quant.json` provenance file beside it.
 """
 
 from __future__ import annotations
@@ -11,61 +12,49 @@ from __future__ import annotations
 import dataclasses
 import tempfile
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from rali_edge._atomic import atomic_path, atomic_write_bytes
 from rali_edge.errors import UnsupportedOptionError
-from rali_edge.export.formats import QUANTIZE_COMMAND
+from rali_edge.export.formats import QUANTIZE_COMMAND, QuantKind, caps, load_object
+from rali_edge.export.job import ExportJob, ExportResult, QuantizeJob
 from rali_edge.export.metadata import PREFIX
 
-if TYPE_CHECKING:
-    from rali_edge.export.api import ExportResult, _Job
 
-# The float artifact each quantized one is made from: format -> (float backend, float precision).
-FLOAT_SOURCE = {"onnx": ("onnx", "fp32"), "ort": ("onnx", "fp32"), "tensorrt": ("onnx", "fp32"),
-                "coreml": ("coreml", "fp16")}
-
-
-def quantize_configs() -> dict[tuple[str, str], type]:
-    from rali_edge import quantize as q
-
-    return {
-        ("onnx", "int8"): q.OnnxInt8Config,
-        ("onnx", "fp16"): q.OnnxFp16Config,
-        ("ort", "int8"): q.OnnxInt8Config,
-        ("coreml", "int8"): q.CoreMLWeightsConfig,  # INT8 weights, FP16 compute (activations need macOS)
-        ("tensorrt", "int8"): q.TensorRTInt8Config,  # explicit Q/DQ, symmetric, for strongly typed builds
-    }
-
-
-NO_CALIBRATION = frozenset({("onnx", "fp16"), ("coreml", "int8")})
-
-
-def check_calibration(fmt: str, precision: str, calibration) -> None:
-    if calibration is None and (fmt, precision) not in NO_CALIBRATION:
+def check_quantize_options(fmt: str, kind: QuantKind, calibration, method: str | None,
+                           drift_budget: float | None) -> None:
+    """Reject, before any work, options the quantize kind cannot take."""
+    if kind.calibration and calibration is None:
         raise UnsupportedOptionError(
-            f"{precision} {fmt} needs calibration images: pass calibration= (CLI: --calibration "
+            f"{kind.precision} {fmt} needs calibration images: pass calibration= (CLI: --calibration "
             f"FOLDER_OR_META), or quantize an exported float artifact with `{QUANTIZE_COMMAND}`"
         )
+    if not kind.calibration and calibration is not None:
+        raise UnsupportedOptionError(f"{kind.precision} {fmt} ({kind.name}) uses no calibration images; "
+                                     "drop --calibration")
+    if method is not None and not kind.methods:
+        raise UnsupportedOptionError(f"{kind.precision} {fmt} ({kind.name}) takes no calibration --method")
+    if drift_budget is not None:
+        if not kind.drift_budget:
+            raise UnsupportedOptionError(
+                f"--drift-budget applies to ONNX Runtime INT8 (onnx, ort); not to {kind.precision} {fmt} ({kind.name})")
+        if not drift_budget >= 0:
+            raise UnsupportedOptionError(f"--drift-budget {drift_budget}: a drop budget must be a number >= 0")
 
 
-def export_quantized(job: _Job, calibration) -> ExportResult:
-    from rali_edge.export.api import BACKENDS, VALUE_TOLERANCE
-
-    check_calibration(job.fmt, job.precision, calibration)
-    config = quantize_configs()[(job.fmt, job.precision)]()
-    float_fmt, float_precision = FLOAT_SOURCE[job.fmt]
-    from rali_edge.export.formats import caps
-
+def export_quantized(job: ExportJob, qjob: QuantizeJob) -> ExportResult:
+    """Export the format's float source into a scratch folder, then quantize it into job.target."""
+    c = caps(job.fmt)
+    float_fmt, float_precision = c.float_source
+    fc = caps(float_fmt)
     with tempfile.TemporaryDirectory(prefix=".float-", dir=_mkdir(job.target.parent)) as scratch:
         float_job = dataclasses.replace(
             job, fmt=float_fmt, precision=float_precision,
-            spec=dataclasses.replace(job.spec, tolerance=VALUE_TOLERANCE[float_precision]),
+            spec=dataclasses.replace(job.spec, tolerance=fc.tolerance[float_precision]),
             props={**job.props, PREFIX + "precision": float_precision},
-            target=Path(scratch) / f"float{caps(float_fmt).suffix}",
+            target=Path(scratch) / f"float{fc.suffix}",
         )
-        float_path = BACKENDS[float_fmt](float_job).path
-        return QUANTIZED_BACKENDS[job.fmt](job, config, float_path, Path(scratch), calibration)
+        float_path = load_object(fc.backend + ":export_float")(float_job).path
+        return load_object(c.backend + ":export_quantized")(job, qjob, float_path, Path(scratch))
 
 
 def _mkdir(path: Path) -> Path:
@@ -73,14 +62,20 @@ def _mkdir(path: Path) -> Path:
     return path
 
 
-def _quantize_onnx_into(job: _Job, config, float_path: Path, out: Path, calibration) -> tuple:
-    """Quantize, restore our metadata (keeping the quantizer's summary key), return (result, quant json bytes)."""
+def quantize_onnx_into(job: ExportJob, qjob: QuantizeJob, float_path: Path, out: Path) -> tuple:
+    """Quantize (within the drift budget when one is set), restore our metadata (keeping the
+    quantizer's summary key), return (QuantizeResult, quant json bytes)."""
     import onnx
 
     from rali_edge.export.onnx import set_metadata
     from rali_edge.quantize import quant_json_path, quantize
 
-    result = quantize(config, float_path, out, calibration)
+    if qjob.drift_budget is not None:
+        from rali_edge.quantize.sensitivity import quantize_to_budget
+
+        result = quantize_to_budget(float_path, out, qjob.calibration, qjob.drift_budget, config=qjob.config)
+    else:
+        result = quantize(qjob.config, float_path, out, qjob.calibration)
     model = onnx.load(str(out))
     set_metadata(model, job.props)
     with atomic_path(out) as tmp:
@@ -88,59 +83,15 @@ def _quantize_onnx_into(job: _Job, config, float_path: Path, out: Path, calibrat
     return result, quant_json_path(out).read_bytes()
 
 
-def _finish(job: _Job, target: Path, result, report: dict, qjson: bytes, extra=(), notes=()) -> ExportResult:
-    from rali_edge.export.api import ExportResult
+def finish(job: ExportJob, target: Path, result, report: dict, qjson: bytes, extra=(), notes=()) -> ExportResult:
+    """Write the provenance file beside the artifact; add sizes and the quantizer's notes."""
     from rali_edge.quantize import quant_json_path
 
     qpath = atomic_write_bytes(quant_json_path(target), qjson)
     report = {**report, "size_bytes": result.size_bytes, "float_size_bytes": result.source_size_bytes}
+    budget = result.details.get("drift_budget")
+    if budget is not None:
+        report["drift_budget"] = {"max_plcc_drop": budget["max_plcc_drop"], "dplcc": budget["steps"][-1]["dplcc"],
+                                  "float_units": budget["float_units"]}
     return ExportResult(target, job.fmt, job.precision, job.props, report, [qpath, *extra],
                         [*result.notes, *notes])
-
-
-def _onnx(job: _Job, config, float_path: Path, scratch: Path, calibration) -> ExportResult:
-    from rali_edge.export.onnx import validate_session
-
-    with atomic_path(job.target) as tmp:
-        result, qjson = _quantize_onnx_into(job, config, float_path, tmp, calibration)
-        report = validate_session(tmp, job.spec, job.pixels, job.reference)
-    return _finish(job, job.target, result, report, qjson)
-
-
-def _ort(job: _Job, config, float_path: Path, scratch: Path, calibration) -> ExportResult:
-    from rali_edge.export.onnx import validate_session
-    from rali_edge.export.ort_mobile import convert_to_ort
-
-    with atomic_path(job.target) as tmp:
-        result, qjson = _quantize_onnx_into(job, config, float_path, scratch / "quantized.onnx", calibration)
-        convert_to_ort(scratch / "quantized.onnx", tmp)
-        report = validate_session(tmp, job.spec, job.pixels, job.reference)
-    return _finish(job, job.target, result, report, qjson)
-
-
-def _coreml(job: _Job, config, float_path: Path, scratch: Path, calibration) -> ExportResult:
-    from rali_edge.export.coreml import check_package
-    from rali_edge.quantize import quant_json_path, quantize
-
-    with atomic_path(job.target) as tmp:
-        result = quantize(config, float_path, tmp, calibration)
-        # The quantizer records its own precision name ("int8-weights"); every other key must be ours.
-        props = {k: v for k, v in job.props.items() if k != PREFIX + "precision"}
-        report = check_package(tmp, job.spec, "fp16", props)
-        qjson = quant_json_path(tmp).read_bytes()
-    return _finish(job, job.target, result, report, qjson, notes=[report["prediction_note"]])
-
-
-def _tensorrt(job: _Job, config, float_path: Path, scratch: Path, calibration) -> ExportResult:
-    from rali_edge.export.api import tensorrt_from_onnx
-    from rali_edge.export.onnx import validate_session
-
-    onnx_target = job.target.with_suffix(".onnx")
-    with atomic_path(onnx_target) as tmp:
-        result, qjson = _quantize_onnx_into(job, config, float_path, tmp, calibration)
-        report = {"onnx": validate_session(tmp, job.spec, job.pixels, job.reference)}
-    res = tensorrt_from_onnx(job, onnx_target, report)
-    return _finish(job, res.path, result, res.validation, qjson, res.extra_files, res.notes)
-
-
-QUANTIZED_BACKENDS = {"onnx": _onnx, "ort": _ort, "coreml": _coreml, "tensorrt": _tensorrt}

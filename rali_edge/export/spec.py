@@ -38,7 +38,7 @@ class ExportSpec:
     batch: int | None = None  # None = dynamic batch axis
     input_kind: str = "uint8"
     with_embedding: bool = False
-    tolerance: float = 1e-4  # max |score difference| vs PyTorch float
+    tolerance: float | None = 1e-4  # max |score difference| vs PyTorch float; None: reported only
     input_name: str = INPUT_NAME
 
     def __post_init__(self) -> None:
@@ -50,7 +50,7 @@ class ExportSpec:
             raise UnsupportedOptionError(f"image_size must be positive, got {self.image_size}")
         if self.batch is not None and self.batch < 1:
             raise UnsupportedOptionError(f"batch must be a positive integer or None (dynamic), got {self.batch}")
-        if not self.tolerance > 0:
+        if self.tolerance is not None and not self.tolerance > 0:
             raise UnsupportedOptionError(f"tolerance must be positive, got {self.tolerance}")
 
     @property

@@ -1,7 +1,8 @@
 """Versioned quantization configs that validate themselves; one dataclass per kind of quantization.
 
 Each config is written (with the calibration provenance) beside the artifact it produced, in
-`<artifact>.quant.json`, and read back with `config_from_dict`, which refuses unknown versions and keys.
+`<artifact>.quant.json`, and read back with `config_from_dict` (through `rali_edge.config_io`), which
+refuses unknown versions and keys and values of the wrong type.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
+from rali_edge import config_io
 from rali_edge.errors import ConfigError
 
 CONFIG_VERSION = 1
@@ -31,7 +33,7 @@ def _choice(value: Any, allowed: tuple[str, ...], name: str) -> None:
 
 
 def _version(version: Any) -> None:
-    if version not in SUPPORTED_CONFIG_VERSIONS:
+    if isinstance(version, bool) or version not in SUPPORTED_CONFIG_VERSIONS:  # True == 1, but is no version
         raise ConfigError(f"quantization config version {version!r} is not supported "
                           f"(supported: {list(SUPPORTED_CONFIG_VERSIONS)})")
 
@@ -175,24 +177,18 @@ def config_to_dict(config: QuantConfig) -> dict[str, Any]:
     return {"kind": kind, **dataclasses.asdict(config)}
 
 
-def config_from_dict(d: dict[str, Any]) -> QuantConfig:
-    """Rebuild a config from `config_to_dict` output; unknown kinds, keys or versions raise ConfigError."""
+def config_from_dict(d: dict[str, Any], where: str = "quantization config") -> QuantConfig:
+    """Rebuild a config from `config_to_dict` output; unknown kinds, keys, versions or wrong types: ConfigError."""
     if not isinstance(d, dict) or "kind" not in d:
-        raise ConfigError("quantization config must be an object with a 'kind' key")
-    cls = CONFIG_TYPES.get(d["kind"])
+        raise ConfigError(f"{where} must be an object with a 'kind' key")
+    kind = d["kind"]
+    cls = CONFIG_TYPES.get(kind) if isinstance(kind, str) else None
     if cls is None:
-        raise ConfigError(f"unknown quantization kind {d['kind']!r} (known: {sorted(CONFIG_TYPES)})")
-    fields = {f.name for f in dataclasses.fields(cls)}
+        raise ConfigError(f"{where}: unknown quantization kind {kind!r} (known: {sorted(CONFIG_TYPES)})")
     body = {k: v for k, v in d.items() if k != "kind"}
-    unknown = set(body) - fields
-    if unknown:
-        raise ConfigError(f"{d['kind']} config: unknown keys {sorted(unknown)}")
-    if cls is CoreMLW8A8Config and isinstance(body.get("weights"), dict):
-        body["weights"] = CoreMLWeightsConfig(**body["weights"])
-    for key in ("op_types", "extra_float_nodes", "float_output_ops"):
-        if isinstance(body.get(key), list):
-            body[key] = tuple(body[key])
-    try:
-        return cls(**body)
-    except TypeError as exc:
-        raise ConfigError(f"{d['kind']} config: {exc}") from exc
+    where = f"{where} ({kind})"
+    try:  # the version first: a newer file gets "unsupported version", not a confusing key error
+        _version(body.get("version", CONFIG_VERSION))
+    except ConfigError as e:
+        raise ConfigError(f"{where}: {e}") from e
+    return config_io.from_dict(cls, body, where)

@@ -1,10 +1,13 @@
-"""`run_benchmark`: export every requested format and precision, validate each against the float
-model on the meta files, time each that runs here, and write report.json / report.md / report.html.
+"""`run_benchmark`: export every requested variant of the format table, measure each with the
+evaluation core (the same code `validate` uses), time each that runs here, and write
+report.json / report.md / report.html.
 
-Per variant: build (export / quantize) -> run in its own runtime, or simulate (Core ML off macOS),
-or say why it cannot run -> drift vs float per dataset (report/drift.py) -> timing at batch 1 and
-batch N -> one BenchmarkRow. A failure of one variant becomes its row's status and reason; the
-others go on.
+Every option is checked for every variant before any work (bad options raise
+UnsupportedOptionError / ConfigError: exit 2). Per variant: a format whose runtime is absent here
+and that has no simulator -> "not runnable here" (never a failure); else build it with
+`export_bundle` (the code `rali-edge export` runs) -> measure (run, or simulate) -> drift per
+dataset -> timing. A failed export, a failed run or a budget breach becomes the row's status and an
+entry of `report.failures` (exit 1); the other variants go on.
 """
 
 from __future__ import annotations
@@ -13,66 +16,52 @@ import contextlib
 import os
 import sys
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from rali_edge.errors import ConfigError, DataError, NotRunnableHere, RaliEdgeError, UnsupportedOptionError
+from rali_edge.errors import ConfigError, NotRunnableHere, RaliEdgeError, UnsupportedOptionError
+from rali_edge.evaluation.budget import DriftBudget
+from rali_edge.evaluation.measure import DEFAULT_BATCH_SIZE, Measurement
+from rali_edge.export.formats import REFERENCE_VARIANT, FormatCaps, Variant, all_variants, check_options
 from rali_edge.report import drift
 from rali_edge.report.results import BenchmarkReport
 from rali_edge.report.table import BenchmarkRow, Status, short_reason
-from rali_edge.report.variants import DEFAULT_VARIANTS, VARIANTS, BuildContext, Built, Simulation
 
-DEFAULT_CALIB_SIZE = 300
-
-
-def _row(v, status: Status, message: str = "", **kw) -> BenchmarkRow:
-    return BenchmarkRow(v.format, v.precision, status, reason=short_reason(message) if message else "",
-                        detail=message, **kw)
+DEFAULT_CALIBRATION_SIZE = 300
 
 
 def parse_formats(formats: str | Sequence[str] | None) -> list[str]:
     """Variant keys in table order. None/"all": every variant. Unknown names are rejected, never guessed."""
+    known = [REFERENCE_VARIANT, *all_variants()]
     if formats is None:
-        return list(DEFAULT_VARIANTS)
+        return known
     names = [f.strip() for f in formats.split(",")] if isinstance(formats, str) else [str(f).strip() for f in formats]
     names = [n for n in names if n]
     if names == ["all"]:
-        return list(DEFAULT_VARIANTS)
-    unknown = [n for n in names if n not in VARIANTS]
+        return known
+    unknown = [n for n in names if n not in known]
     if unknown or not names:
-        raise UnsupportedOptionError(f"unknown format(s) {unknown or names}; choose from: all, {', '.join(VARIANTS)}")
-    return [k for k in VARIANTS if k in names]   # table order, duplicates dropped
+        raise UnsupportedOptionError(f"unknown format(s) {unknown or names}; choose from: all, {', '.join(known)}")
+    return [k for k in known if k in names]   # table order, duplicates dropped
 
 
-@dataclass
-class EvalData:
-    """Preprocessed uint8 pixels and ground truth per dataset (meta file), images that failed skipped."""
-
-    pixels: dict[str, np.ndarray]
-    gt: dict[str, np.ndarray | None]
-    skipped: list[dict]
-
-
-def load_eval_data(meta_paths: Sequence[str | os.PathLike], image_root: str | os.PathLike, preprocess) -> EvalData:
-    from rali_edge.data.images import load_images
-    from rali_edge.data.meta import read_metas
-    from rali_edge.model.preprocess import uint8_batch
-
-    if not meta_paths:
-        raise ConfigError("the benchmark needs at least one meta file (--meta)")
-    pixels, gts, skipped = {}, {}, []
-    for name, records in read_metas(meta_paths, image_root).items():
-        good, bad = load_images([r.path for r in records])
-        skipped += [{"dataset": name, "path": b.path, "reason": b.reason} for b in bad]
-        if not good:
-            raise DataError(f"dataset {name!r}: none of its {len(records)} images could be read")
-        kept = [records[i] for i, _ in good]
-        pixels[name] = uint8_batch([img for _, img in good], preprocess).numpy()
-        scores = [r.score for r in kept]
-        gts[name] = None if any(s is None for s in scores) else np.asarray(scores, dtype=np.float64)
-    return EvalData(pixels, gts, skipped)
+def check_variant_options(keys: list[str], opset: int | None, calibration_source) -> None:
+    """Reject, before any work, an option that some requested variant cannot take."""
+    variants = all_variants()
+    for key in keys:
+        if key == REFERENCE_VARIANT:
+            continue
+        c, v = variants[key]
+        try:
+            check_options(c.name, v.precision, None, opset if c.opsets is not None else None, c.default_input_kind)
+            if c.is_quantized(v.precision):
+                c.quant_kind_for(v.precision, v.quant_kind)
+        except UnsupportedOptionError as exc:
+            raise UnsupportedOptionError(f"--formats {key}: {exc}") from exc
+        needs_calibration = c.is_quantized(v.precision) and c.quant_kind_for(v.precision, v.quant_kind).calibration
+        if needs_calibration and not Path(calibration_source).exists():
+            raise ConfigError(f"--formats {key} needs calibration images; {calibration_source} does not exist")
 
 
 def _size_mb(path: Path) -> float:
@@ -81,117 +70,98 @@ def _size_mb(path: Path) -> float:
     return path.stat().st_size / 1e6
 
 
-def _calibration_factory(calib, image_root, preprocess, size: int, seed: int, meta_paths):
-    """Built on first use (only INT8 variants need it): --calib META|DIR, else the benchmark's metas."""
-    cache: dict[str, object] = {}
-
-    def get():
-        if "set" not in cache:
-            from rali_edge.calibration import build_calibration_set
-
-            source = calib if calib is not None else meta_paths[0]
-            cache["set"] = build_calibration_set(source, preprocess, size=size, seed=seed, image_root=image_root)
-        return cache["set"]
-
-    return get
-
-
-def _simulate(bundle_dir: Path, sim: Simulation, pixels: np.ndarray) -> dict[str, np.ndarray]:
-    """Core ML accuracy off macOS: the folded model in FP16 (and INT8-rounded weights), in PyTorch."""
-    from rali_edge.bundle import load_bundle
-    from rali_edge.export.fold import fold_scorer
-    from rali_edge.export.spec import ExportSpec
-    from rali_edge.model.scorer import RaliScorer
-    from rali_edge.quantize.coreml import run_simulated, simulate_weight_quantization
-
-    bundle = load_bundle(bundle_dir)
-    pre = bundle.config.preprocess
-    folded = fold_scorer(RaliScorer.from_bundle(bundle), pre, ExportSpec(image_size=pre.image_size, input_kind="unit"))
-    if sim.weights is not None:
-        simulate_weight_quantization(folded, sim.weights)
-    return run_simulated(folded, pixels, "unit")
-
-
 class _Bench:
     """One benchmark run's shared state; `row(key)` makes one table row."""
 
-    def __init__(self, bundle_dir: Path, data: EvalData, reference: dict, ctx: BuildContext,
-                 batch: int, repeats: int, warmup: int, max_plcc_drop: float | None, threads: int | None):
-        self.bundle_dir, self.data, self.reference, self.ctx = bundle_dir, data, reference, ctx
-        self.batch, self.repeats, self.warmup, self.max_plcc_drop = batch, repeats, warmup, max_plcc_drop
-        self.threads = threads
+    def __init__(self, bundle_dir: Path, sets, reference: Measurement, artifacts_dir: Path, calibration,
+                 budget: DriftBudget, opset: int | None, batch: int, batch_size: int, repeats: int, warmup: int,
+                 threads: int | None):
+        self.bundle_dir, self.sets, self.reference, self.artifacts_dir = bundle_dir, sets, reference, artifacts_dir
+        self.calibration, self.budget, self.opset = calibration, budget, opset
+        self.batch, self.batch_size, self.repeats, self.warmup, self.threads = batch, batch_size, repeats, warmup, threads
+        self.failures: list[str] = []
 
-    def row(self, key: str) -> BenchmarkRow:
-        v = VARIANTS[key]
-        try:
-            built = self.ctx.dependency(key)
-        except NotRunnableHere as exc:
-            return _row(v, Status.NOT_RUNNABLE, str(exc), timing_reason=short_reason(str(exc)))
-        except Exception as exc:  # noqa: BLE001 - any backend failure becomes this row's reported reason
-            reason = str(exc) if isinstance(exc, RaliEdgeError) else f"{type(exc).__name__}: {exc}"
-            self.ctx.failed[key] = reason
-            return _row(v, Status.EXPORT_FAILED, reason)
-        row = _row(v, Status.OK, artifact=str(built.path), size_mb=_size_mb(built.path))
-        row.extra = {"notes": built.notes, "quantization": built.quant}
-        if built.runnable:
-            self._measure(row, key, built)
-        elif built.simulate is not None:
-            outputs = {n: _simulate(self.bundle_dir, built.simulate, px) for n, px in self.data.pixels.items()}
-            row.status, row.reason = Status.SIMULATED, built.simulate.short
-            row.detail = f"{built.simulate.text}; no timing: {built.reason}"
-            row.timing_reason = short_reason(built.reason)
-            self._accuracy(row, v.label, outputs, drift.SIMULATED)
-        else:
-            row.status, row.detail = Status.NOT_RUNNABLE, built.reason
-            row.reason = row.timing_reason = short_reason(built.reason)
+    def reference_row(self) -> BenchmarkRow:
+        row = BenchmarkRow("pytorch", "fp32", Status.OK, artifact=str(self.bundle_dir),
+                           size_mb=_size_mb(self.bundle_dir))
+        self._accuracy(row, "pytorch fp32", self.reference)
+        self._time(row, self.reference)
         return row
 
-    def _measure(self, row: BenchmarkRow, key: str, built: Built) -> None:
-        from rali_edge.report.timing import measure_latency
+    def row(self, c: FormatCaps, v: Variant) -> BenchmarkRow:
+        from rali_edge.evaluation.measure import measure_artifact
 
+        label = f"{c.label} {v.label}"
+        ok, why = c.runnable_here()
+        if not ok and c.simulator is None:
+            return self._unmeasured(c, v, Status.NOT_RUNNABLE,
+                                    f"{why}; build and check it on the target (rali-edge export --format {c.name})")
         try:
-            runner = open_timed_runner(built.path, self.threads)
-            ok, why = runner.available()
-            if not ok:
-                row.status, row.detail = Status.NOT_RUNNABLE, why
-                row.reason = row.timing_reason = short_reason(why)
-                return
-            outputs = {n: runner.run(px) for n, px in self.data.pixels.items()}
-        except Exception as exc:  # noqa: BLE001 - an artifact that exports but does not run fails validation
-            row.status = Status.VALIDATION_FAILED
-            row.detail = f"running it failed: {exc}" if isinstance(exc, RaliEdgeError) else \
-                f"running it failed: {type(exc).__name__}: {exc}"
+            path = self._build(c, v)
+        except NotRunnableHere as exc:
+            return self._unmeasured(c, v, Status.NOT_RUNNABLE, str(exc))
+        except Exception as exc:  # noqa: BLE001 - backend libraries raise their own types; the row says which
+            reason = str(exc) if isinstance(exc, RaliEdgeError) else f"{type(exc).__name__}: {exc}"
+            self.failures.append(f"{label}: export failed: {reason}")
+            return self._unmeasured(c, v, Status.EXPORT_FAILED, reason)
+        row = BenchmarkRow(c.label, v.label, Status.OK, artifact=str(path), size_mb=_size_mb(path))
+        m = measure_artifact(path, self.bundle_dir, self.sets, self.batch_size, self.threads)
+        if m.status == drift.FAILED:
+            row.status, row.detail = Status.VALIDATION_FAILED, f"running it failed: {m.reason}"
             row.reason, row.timing_reason = short_reason(row.detail), "did not run"
-            return
-        self._accuracy(row, VARIANTS[key].label, outputs, drift.REFERENCE if built.reference else drift.OK)
-        size = next(iter(self.data.pixels.values())).shape[-1]
-        rng = np.random.default_rng(0)
-        latency = measure_latency(runner.run, lambda b: rng.integers(0, 256, (b, 3, size, size), dtype=np.uint8),
-                                  batch=self.batch, warmup=self.warmup, repeats=self.repeats)
-        row.ms_per_img, row.img_per_s, row.timing = latency.ms_per_img, latency.img_per_s, latency.to_dict()
+            self.failures.append(f"{label}: {row.detail}")
+        elif m.status == drift.NOT_RUNNABLE:
+            row.status, row.detail = Status.NOT_RUNNABLE, m.reason
+            row.reason = row.timing_reason = short_reason(m.reason)
+        elif m.status == drift.SIMULATED:
+            row.status, row.reason, row.detail = Status.SIMULATED, "PyTorch simulation", m.reason
+            row.timing_reason = short_reason(why)
+            self._accuracy(row, label, m)
+        else:
+            self._accuracy(row, label, m)
+            self._time(row, m)
+        return row
 
-    def _accuracy(self, row: BenchmarkRow, label: str, outputs: dict, mode: str) -> None:
-        """Drift rows per dataset; mode: drift.OK (ran here), drift.SIMULATED or drift.REFERENCE."""
-        rows, problems = [], []
-        for name, out in outputs.items():
-            if not np.all(np.isfinite(out["score"])):
-                problems.append(f"non-finite scores on {name}")
-            ref = self.reference[name]
-            if mode == drift.REFERENCE:
-                rows.append(drift.reference_row(label, name, self.data.gt[name], ref))
-            else:
-                rows.append(drift.drift_row(label, name, self.data.gt[name], ref, out, status=mode))
-            problems += rows[-1].drops_over(self.max_plcc_drop, None)
+    def _unmeasured(self, c: FormatCaps, v: Variant, status: Status, message: str) -> BenchmarkRow:
+        reason = short_reason(message)
+        return BenchmarkRow(c.label, v.label, status, reason=reason, detail=message, timing_reason=reason)
+
+    def _build(self, c: FormatCaps, v: Variant) -> Path:
+        from rali_edge.export.api import export_bundle
+
+        kind = c.quant_kind_for(v.precision, v.quant_kind) if c.is_quantized(v.precision) else None
+        result = export_bundle(
+            self.bundle_dir, c.name, v.precision, opset=self.opset if c.opsets is not None else None,
+            out_dir=self.artifacts_dir, name=f"model-{v.key}",
+            calibration=self.calibration() if kind is not None and kind.calibration else None,
+            quant_kind=kind.name if kind is not None else None)
+        return Path(result.path)
+
+    def _accuracy(self, row: BenchmarkRow, label: str, m: Measurement) -> None:
+        from rali_edge.evaluation.measure import drift_rows
+
+        rows = drift_rows(m, self.sets, self.reference, label)
         row.drift = [r.to_dict() for r in rows]
-        row.scores = np.concatenate([np.asarray(outputs[n]["score"], np.float64) for n in self.data.pixels])
+        row.scores = np.concatenate([m.scores(s.dataset) for s in self.sets])
         for attr in ("plcc", "srcc", "dplcc", "dsrcc"):
             vals = [getattr(r, attr) for r in rows if getattr(r, attr) is not None]
             setattr(row, attr, float(np.mean(vals)) if vals else None)
-        if problems and row.status is Status.OK:
-            row.status, row.detail = Status.VALIDATION_FAILED, "; ".join(problems)
+        problems = self.budget.failures(rows)
+        if problems:
+            self.failures += problems
+            simulated = " (simulated)" if row.status is Status.SIMULATED else ""
+            row.status = Status.VALIDATION_FAILED
+            row.detail = "; ".join(problems) + simulated + (f"; {row.detail}" if row.detail else "")
             row.reason = short_reason(problems[0].split(": ", 1)[-1]) + (" …" if len(problems) > 1 else "")
-        elif problems:   # simulated: report the breach in the notes; it does not gate (nothing ran here)
-            row.detail += "; " + "; ".join(problems)
+
+    def _time(self, row: BenchmarkRow, m: Measurement) -> None:
+        from rali_edge.report.timing import measure_latency
+
+        size = self.sets[0].pixels.shape[-1]
+        rng = np.random.default_rng(0)
+        latency = measure_latency(m.runner.run, lambda b: rng.integers(0, 256, (b, 3, size, size), dtype=np.uint8),
+                                  batch=self.batch, warmup=self.warmup, repeats=self.repeats)
+        row.ms_per_img, row.img_per_s, row.timing = latency.ms_per_img, latency.img_per_s, latency.to_dict()
 
 
 def run_benchmark(
@@ -201,10 +171,12 @@ def run_benchmark(
     formats: str | Sequence[str] | None = None,
     out_dir: str | os.PathLike = "benchmark",
     *,
-    calib: str | os.PathLike | None = None,
-    calib_size: int = DEFAULT_CALIB_SIZE,
+    calibration: str | os.PathLike | None = None,
+    calibration_size: int = DEFAULT_CALIBRATION_SIZE,
     max_plcc_drop: float | None = None,
+    max_srcc_drop: float | None = None,
     batch: int = 8,
+    batch_size: int = DEFAULT_BATCH_SIZE,
     repeats: int = 5,
     warmup: int = 1,
     opset: int | None = None,
@@ -214,19 +186,24 @@ def run_benchmark(
 ) -> BenchmarkReport:
     """Export, validate and time each requested variant; write the reports into out_dir.
 
+    calibration: meta file or image folder for INT8 (default: the first meta file). batch: the batch
+    of the img/s column; batch_size: images per runtime call when measuring accuracy (as validate).
     threads: intra-op threads for PyTorch and ONNX Runtime (None: their defaults, all cores).
     """
     keys = parse_formats(formats)
-    if max_plcc_drop is not None and max_plcc_drop < 0:
-        raise ConfigError(f"--max-plcc-drop must be >= 0, got {max_plcc_drop}")
+    budget = DriftBudget(max_plcc_drop, max_srcc_drop)
+    if not metas:
+        raise ConfigError("the benchmark needs at least one meta file (--meta)")
     if threads is not None and threads < 1:
         raise ConfigError(f"threads must be >= 1, got {threads}")
-    if batch < 1 or repeats < 1 or warmup < 0:
-        raise ConfigError(f"batch and repeats must be >= 1 and warmup >= 0 (got {batch}, {repeats}, {warmup})")
-    bundle_dir, out_dir = Path(bundle_dir), Path(out_dir)
+    if batch < 1 or batch_size < 1 or repeats < 1 or warmup < 0 or calibration_size < 1:
+        raise ConfigError("batch, batch size, repeats and calibration size must be >= 1 and warmup >= 0 "
+                          f"(got {batch}, {batch_size}, {repeats}, {calibration_size}, {warmup})")
+    calibration_source = calibration if calibration is not None else metas[0]
+    check_variant_options(keys, opset, calibration_source)
     with _torch_threads(threads):
-        return _run(bundle_dir, keys, metas, image_root, out_dir, calib, calib_size, max_plcc_drop, batch, repeats,
-                    warmup, opset, seed, threads, progress)
+        return _run(Path(bundle_dir), keys, metas, image_root, Path(out_dir), calibration_source, calibration_size,
+                    budget, batch, batch_size, repeats, warmup, opset, seed, threads, progress)
 
 
 @contextlib.contextmanager
@@ -242,48 +219,54 @@ def _torch_threads(threads: int | None):
         torch.set_num_threads(before)
 
 
-def open_timed_runner(path: Path, threads: int | None):
-    """open_runner, with the ONNX Runtime session limited to `threads` intra-op threads when given."""
-    from rali_edge.runtime import open_runner, runner_class
-    from rali_edge.runtime.onnxruntime_runner import OnnxRuntimeRunner
+def _calibration_factory(source, image_root, preprocess, size: int, seed: int):
+    """Built on first use (only INT8 variants need it)."""
+    cache: dict[str, object] = {}
 
-    if threads is not None and issubclass(runner_class(path), OnnxRuntimeRunner):
-        return open_runner(path, threads=threads)
-    return open_runner(path)
+    def get():
+        if "set" not in cache:
+            from rali_edge.calibration import build_calibration_set
+
+            cache["set"] = build_calibration_set(source, preprocess, size=size, seed=seed, image_root=image_root)
+        return cache["set"]
+
+    return get
 
 
-def _run(bundle_dir, keys, metas, image_root, out_dir, calib, calib_size, max_plcc_drop, batch, repeats, warmup,
-         opset, seed, threads, progress) -> BenchmarkReport:
+def _run(bundle_dir: Path, keys, metas, image_root, out_dir: Path, calibration_source, calibration_size,
+         budget: DriftBudget, batch, batch_size, repeats, warmup, opset, seed, threads, progress) -> BenchmarkReport:
     from tqdm import tqdm
 
     from rali_edge.bundle import load_bundle
+    from rali_edge.evaluation.evalset import load_eval_sets, unreadable
+    from rali_edge.evaluation.measure import measure_reference
     from rali_edge.report.environment import collect_environment
     from rali_edge.report.render import write_reports
-    from rali_edge.runtime import open_runner
 
     pre = load_bundle(bundle_dir).config.preprocess
-    data = load_eval_data(metas, image_root, pre)
-    float_runner = open_runner(bundle_dir)
-    reference = {n: float_runner.run(px) for n, px in data.pixels.items()}
-    ctx = BuildContext(bundle_dir, out_dir / "artifacts",
-                       _calibration_factory(calib, image_root, pre, calib_size, seed, list(metas)), opset=opset)
-    bench = _Bench(bundle_dir, data, reference, ctx, batch, repeats, warmup, max_plcc_drop, threads)
+    sets = load_eval_sets(metas, image_root, pre)
+    reference = measure_reference(bundle_dir, sets, batch_size, threads)
+    calibration = _calibration_factory(calibration_source, image_root, pre, calibration_size, seed)
+    bench = _Bench(bundle_dir, sets, reference, out_dir / "artifacts", calibration, budget, opset, batch,
+                   batch_size, repeats, warmup, threads)
+    bench.failures += unreadable(sets)
+    variants = all_variants()
     rows = []
     bar = tqdm(keys, desc="benchmark", unit="format", file=sys.stderr, disable=not progress)
     for key in bar:
-        bar.set_postfix_str(VARIANTS[key].label)
-        rows.append(bench.row(key))
+        bar.set_postfix_str(key)
+        rows.append(bench.reference_row() if key == REFERENCE_VARIANT else bench.row(*variants[key]))
     report = BenchmarkReport(
-        rows=rows, bundle=str(bundle_dir), datasets={n: len(px) for n, px in data.pixels.items()},
-        float_scores=np.concatenate([reference[n]["score"] for n in data.pixels]).astype(np.float64),
-        gt_scores=np.concatenate([data.gt[n] if data.gt[n] is not None else np.full(len(data.pixels[n]), np.nan)
-                                  for n in data.pixels]),
+        rows=rows, bundle=str(bundle_dir), datasets={s.dataset: len(s) for s in sets},
+        float_scores=np.concatenate([reference.scores(s.dataset) for s in sets]),
+        gt_scores=np.concatenate([s.gt if s.gt is not None else np.full(len(s), np.nan) for s in sets]),
         environment=collect_environment(threads=threads or _threads()),
-        settings={"formats": keys, "batch": batch, "repeats": repeats, "warmup": warmup, "opset": opset,
-                  "calibration": str(calib) if calib is not None else f"first meta file ({metas[0]})",
-                  "calibration_size": calib_size, "seed": seed, "threads": threads, "skipped_images": data.skipped,
+        settings={"formats": keys, "batch": batch, "batch_size": batch_size, "repeats": repeats, "warmup": warmup,
+                  "opset": opset, "calibration": str(calibration_source), "calibration_size": calibration_size,
+                  "seed": seed, "threads": threads,
+                  "skipped_images": [{"dataset": s.dataset, **b} for s in sets for b in s.bad_images],
                   "metas": [str(m) for m in metas], "image_root": str(image_root)},
-        max_plcc_drop=max_plcc_drop,
+        budget=budget.to_dict(), failures=bench.failures,
     )
     write_reports(report, out_dir)
     return report

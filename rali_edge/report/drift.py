@@ -20,6 +20,9 @@ REFERENCE = "reference"        # the float PyTorch bundle itself
 SIMULATED = "simulated"        # Core ML off macOS: the same quantization simulated in PyTorch
 NOT_RUNNABLE = "not runnable here"
 FAILED = "failed"
+# Rows the drift budget applies to: measured in the artifact's runtime, or simulated where that
+# runtime is absent (a simulated drop over budget is evidence enough to stop a release).
+GATED = (OK, SIMULATED)
 
 
 @dataclass

@@ -143,6 +143,11 @@ def _drift_md(report: BenchmarkReport) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _budget_text(budget: dict) -> str:
+    parts = [f"{k.replace('max_', 'max ').replace('_drop', ' drop')} {v}" for k, v in budget.items() if v is not None]
+    return ", ".join(parts) or "none"
+
+
 def markdown_report(report: BenchmarkReport) -> str:
     parts = [f"# rali-edge benchmark\n\nBundle: `{report.bundle}`; datasets: "
              + ", ".join(f"{k} ({v} images)" for k, v in report.datasets.items()) + "\n",
@@ -150,9 +155,9 @@ def markdown_report(report: BenchmarkReport) -> str:
              f"ms/img at batch 1, img/s at batch {report.settings.get('batch')}, medians of "
              f"{report.settings.get('repeats')} runs after warm-up.\n",
              markdown_table(report.rows)]
-    if report.exceeded:
-        parts.append("\n**PLCC drop over the limit** "
-                     f"({report.max_plcc_drop}): " + ", ".join(_label(r) for r in report.exceeded) + "\n")
+    if report.failures:
+        parts.append("\n**Gate failed** (budget: " + _budget_text(report.budget) + "):\n\n"
+                     + "\n".join(f"- {f}" for f in report.failures) + "\n")
     if notes(report.rows):
         parts.append("\n## Notes\n\n" + "\n".join(f"- {n}" for n in notes(report.rows)) + "\n")
     parts.append("\n## Per-dataset drift\n\n" + _drift_md(report))
@@ -176,9 +181,9 @@ def html_report(report: BenchmarkReport, plots: dict[str, bytes]) -> str:
     note_items = "".join(f"<li>{esc(n)}</li>" for n in notes(report.rows))
     note_html = f"<h2>Notes</h2><ul>{note_items}</ul>" if note_items else ""
     exceeded = ""
-    if report.exceeded:
-        exceeded = (f"<p class=\"bad\">PLCC drop over the limit ({report.max_plcc_drop}): "
-                    + esc(", ".join(_label(r) for r in report.exceeded)) + "</p>")
+    if report.failures:
+        exceeded = (f"<p class=\"bad\">Gate failed (budget: {esc(_budget_text(report.budget))}):</p><ul class=\"bad\">"
+                    + "".join(f"<li>{esc(f)}</li>" for f in report.failures) + "</ul>")
     style = ("body{font-family:sans-serif;margin:2em}table{border-collapse:collapse}"
              "td,th{border:1px solid #ccc;padding:4px 8px;text-align:right}td:nth-child(-n+3){text-align:left}"
              "tr.ok{background:#eefbee}tr.validation_failed,tr.export_failed{background:#fdeaea}"

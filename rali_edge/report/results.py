@@ -18,20 +18,18 @@ class BenchmarkReport:
     gt_scores: np.ndarray                     # ground truth aligned with float_scores
     environment: dict
     settings: dict                            # formats, batch, repeats, calibration, thresholds
-    max_plcc_drop: float | None = None
-    failures: list[str] = field(default_factory=list)   # reasons the run should exit non-zero
+    budget: dict = field(default_factory=dict)          # DriftBudget.to_dict(): max PLCC / SRCC drops
+    failures: list[str] = field(default_factory=list)   # why the run exits 1: failed exports, runs, breaches
     paths: dict[str, str] = field(default_factory=dict)  # report files written: kind -> path
 
     @property
-    def exceeded(self) -> list[BenchmarkRow]:
-        """Rows that ran here and dropped PLCC by more than max_plcc_drop (any dataset)."""
-        if self.max_plcc_drop is None:
-            return []
-        return [r for r in self.rows if r.ran and plcc_drop(r) > self.max_plcc_drop]
+    def ok(self) -> bool:
+        return not self.failures
 
     @property
-    def ok(self) -> bool:
-        return not self.exceeded and not self.failures
+    def not_runnable(self) -> list[BenchmarkRow]:
+        """Rows whose runtime is absent here: listed, never failures."""
+        return [r for r in self.rows if r.status is Status.NOT_RUNNABLE]
 
     def to_dict(self) -> dict:
         return {
@@ -39,8 +37,8 @@ class BenchmarkReport:
             "datasets": self.datasets,
             "environment": self.environment,
             "settings": self.settings,
-            "max_plcc_drop": self.max_plcc_drop,
-            "exceeded": [f"{r.format} {r.precision}" for r in self.exceeded],
+            "budget": self.budget,
+            "passed": self.ok,
             "failures": self.failures,
             "float_scores": [float(s) for s in self.float_scores],
             "gt_scores": [float(s) if np.isfinite(s) else None for s in self.gt_scores],
@@ -48,10 +46,3 @@ class BenchmarkReport:
             "status_counts": {s.value: sum(r.status is s for r in self.rows) for s in Status},
         }
 
-
-def plcc_drop(row: BenchmarkRow) -> float:
-    """Largest PLCC drop vs float over this row's datasets (0 when it has none)."""
-    drops = [-d["dplcc"] for d in row.drift if d.get("dplcc") is not None]
-    if row.dplcc is not None:
-        drops.append(-row.dplcc)
-    return max(drops, default=0.0)

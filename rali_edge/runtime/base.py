@@ -17,6 +17,7 @@ import numpy as np
 from rali_edge.errors import ConfigError, NotRunnableHere
 
 if TYPE_CHECKING:
+    from rali_edge.bundle import PreprocessConfig
     from rali_edge.export.metadata import ArtifactMetadata
 
 
@@ -25,6 +26,7 @@ class Runner(ABC):
 
     path: Path
     metadata: ArtifactMetadata
+    takes_threads: bool = False   # the constructor accepts threads= (intra-op threads of the runtime)
 
     @classmethod
     @abstractmethod
@@ -52,6 +54,14 @@ class Runner(ABC):
     @property
     def fixed_batch(self) -> int | None:
         return self.metadata.batch
+
+    def preprocess_config(self) -> PreprocessConfig:
+        """How images must be resized and cropped for this artifact (from its metadata)."""
+        from rali_edge.bundle import PreprocessConfig
+
+        m = self.metadata
+        return PreprocessConfig(image_size=m.image_size, resize=m.resize, crop=m.crop, interpolation=m.interpolation,
+                                mean=tuple(m.mean), std=tuple(m.std))
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.path})"

@@ -13,6 +13,8 @@ from rali_edge.runtime.base import Runner
 
 
 class OnnxRuntimeRunner(Runner):
+    takes_threads = True
+
     def __init__(self, path: str | Path, threads: int | None = None):
         import onnxruntime as ort
 

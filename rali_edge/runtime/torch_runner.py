@@ -28,6 +28,9 @@ class TorchRunner(Runner):
         spec = ExportSpec(image_size=self.preprocess.image_size, with_embedding=True)
         self.metadata = build_metadata(self.preprocess, spec, "bundle", "fp32", bundle.checksum, None)
 
+    def preprocess_config(self):
+        return self.preprocess
+
     @classmethod
     def available(cls) -> tuple[bool, str]:
         if importlib.util.find_spec("torch") is None:

@@ -1,19 +1,19 @@
 """Teacher training configs: dataclasses that are also the TOML/YAML file format.
 
-Defaults follow the paper / Q-Insight (REFERENCE section 3). Unknown keys are errors (a typo never
-silently falls back to a default). `trl` holds extra TRL config fields passed through as they are;
+Defaults follow the paper / Q-Insight (REFERENCE section 3). Files are read by `rali_edge.config_io`:
+unknown keys are errors (a typo never silently falls back to a default) and so are values of the
+wrong type. Each dataclass checks its values in __post_init__ through `validate()`, which the trainers
+call again because these configs are mutable. `trl` holds extra TRL config fields passed through as they are;
 TRL itself rejects unknown ones.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import os
-import tomllib
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, TypeVar
 
+from rali_edge import config_io
 from rali_edge.errors import ConfigError
 
 DEFAULT_TEACHER = "Qwen/Qwen2.5-VL-7B-Instruct"
@@ -26,9 +26,12 @@ class ImageBounds:
     min_pixels: int | None = None
     max_pixels: int | None = None
 
+    def __post_init__(self) -> None:
+        self.validate()
+
     def validate(self) -> None:
         if self.min_pixels and self.max_pixels and self.min_pixels > self.max_pixels:
-            raise ConfigError(f"[images] min_pixels {self.min_pixels} > max_pixels {self.max_pixels}")
+            raise ConfigError(f"images.min_pixels ({self.min_pixels}) must be <= images.max_pixels ({self.max_pixels})")
 
 
 @dataclass
@@ -59,6 +62,9 @@ class GRPOTeacherConfig:
     seed: int = 42
     images: ImageBounds = field(default_factory=ImageBounds)
     trl: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.validate()
 
     def validate(self) -> None:
         if not self.score_meta and not self.degradation_meta:
@@ -101,6 +107,9 @@ class RACTConfig:
     images: ImageBounds = field(default_factory=ImageBounds)
     trl: dict[str, Any] = field(default_factory=dict)
 
+    def __post_init__(self) -> None:
+        self.validate()
+
     def validate(self) -> None:
         if self.train not in TRAIN_CHOICES:
             raise ConfigError(f"RACT config: train must be one of {', '.join(TRAIN_CHOICES)}, got {self.train!r}")
@@ -114,60 +123,20 @@ TRAIN_CHOICES = ("vision", "vision+llm")
 
 C = TypeVar("C")
 
-_READERS = {".toml": "toml", ".yaml": "yaml", ".yml": "yaml"}
+SUFFIXES = (".toml", ".yaml", ".yml")
+# Settings that hold a list of files; a single path string is taken as a one-file list.
+_FILE_LISTS = ("score_meta", "degradation_meta", "triplets", "score_triplets")
 
 
 def read_config_file(path: str | os.PathLike[str]) -> dict[str, Any]:
-    path = Path(path)
-    if not path.is_file():
-        raise ConfigError(f"{path}: config file not found")
-    kind = _READERS.get(path.suffix.lower())
-    if kind is None:
-        raise ConfigError(f"{path}: config files must be .toml, .yaml or .yml")
-    text = path.read_text(encoding="utf-8")
-    data = _PARSERS[kind](path, text)
-    if not isinstance(data, dict):
-        raise ConfigError(f"{path}: expected a table of settings at the top level")
-    return data
-
-
-def _parse_toml(path: Path, text: str) -> Any:
-    try:
-        return tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"{path}: cannot parse TOML ({exc})") from exc
-
-
-def _parse_yaml(path: Path, text: str) -> Any:
-    import yaml
-
-    try:
-        return yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: cannot parse YAML ({exc})") from exc
-
-
-_PARSERS = {"toml": _parse_toml, "yaml": _parse_yaml}
+    return config_io.read_file(path, SUFFIXES)
 
 
 def config_from_dict(cls: type[C], data: dict[str, Any], where: str) -> C:
-    """Build a config dataclass; unknown or missing keys raise ConfigError naming `where`."""
-    names = {f.name: f for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
-    unknown = sorted(set(data) - set(names))
-    if unknown:
-        raise ConfigError(f"{where}: unknown setting(s) {', '.join(unknown)}; known: {', '.join(sorted(names))}")
-    kwargs = dict(data)
-    if isinstance(kwargs.get("images"), dict):
-        kwargs["images"] = config_from_dict(ImageBounds, kwargs["images"], f"{where} [images]")
-    for key in ("score_meta", "degradation_meta", "triplets", "score_triplets"):
-        if isinstance(kwargs.get(key), str):
-            kwargs[key] = [kwargs[key]]
-    try:
-        cfg = cls(**kwargs)
-    except TypeError as exc:
-        raise ConfigError(f"{where}: {exc}") from exc
-    cfg.validate()  # type: ignore[attr-defined]
-    return cfg
+    """Build a config dataclass; unknown or missing keys and wrong types raise ConfigError naming `where`."""
+    if isinstance(data, dict):
+        data = {k: [v] if k in _FILE_LISTS and isinstance(v, str) else v for k, v in data.items()}
+    return config_io.from_dict(cls, data, where)
 
 
 def load_config(cls: type[C], path: str | os.PathLike[str]) -> C:

@@ -7,8 +7,9 @@
     [fit]       rali_edge.train.fit.FitConfig
 
 Every field can also be set on the command line as `--set section.field=value` (value parsed as
-TOML, so `--set align.lr=2e-5`, `--set data.train_meta=["a.json"]`). Unknown sections or fields
-and values of the wrong type are ConfigErrors naming the file and key; nothing is ignored.
+TOML, so `--set align.lr=2e-5`, `--set data.train_meta=["a.json"]`). The file is read by
+`rali_edge.config_io`: unknown sections or fields and values of the wrong type are ConfigErrors naming
+the file and key (`align.lr`); nothing is ignored. Ranges are checked by each section's __post_init__.
 """
 
 from __future__ import annotations
@@ -16,11 +17,11 @@ from __future__ import annotations
 import dataclasses
 import os
 import tomllib
-import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from rali_edge import config_io
 from rali_edge.errors import ConfigError
 from rali_edge.train.align import AlignConfig
 from rali_edge.train.compress import CompressConfig
@@ -76,41 +77,9 @@ SECTIONS: dict[str, type] = {
 }
 
 
-def _check_value(value: Any, tp: Any, where: str) -> Any:
-    """Value of a TOML key checked against the dataclass field type (int, float, bool, str, tuple[str, ...])."""
-    if tp is bool:
-        ok = isinstance(value, bool)
-    elif tp is int:
-        ok = isinstance(value, int) and not isinstance(value, bool)
-    elif tp is float:
-        ok = isinstance(value, (int, float)) and not isinstance(value, bool)
-        value = float(value) if ok else value
-    elif tp is str:
-        ok = isinstance(value, str)
-    elif typing.get_origin(tp) is tuple:
-        ok = isinstance(value, list) and all(isinstance(v, str) for v in value)
-        value = tuple(value) if ok else value
-    else:
-        raise ConfigError(f"{where}: field type {tp!r} is not supported in TOML configs")
-    if not ok:
-        raise ConfigError(f"{where}: expected {getattr(tp, '__name__', tp)}, got {type(value).__name__} {value!r}")
-    return value
-
-
 def section_from_dict(cls: type, values: dict, where: str) -> Any:
     """Build one section dataclass from a dict, refusing unknown keys and wrong types."""
-    if not isinstance(values, dict):
-        raise ConfigError(f"{where}: expected a table, got {type(values).__name__}")
-    hints = typing.get_type_hints(cls)
-    known = {f.name for f in dataclasses.fields(cls)}
-    unknown = sorted(set(values) - known)
-    if unknown:
-        raise ConfigError(f"{where}: unknown keys {unknown} (known: {sorted(known)})")
-    kwargs = {k: _check_value(v, hints[k], f"{where}.{k}") for k, v in values.items()}
-    try:
-        return cls(**kwargs)
-    except ConfigError as e:
-        raise ConfigError(f"{where}: {e}") from e
+    return config_io.from_dict(cls, values, where)
 
 
 def _apply_override(tables: dict, item: str) -> None:
@@ -139,32 +108,24 @@ def _resolve_backbone(spec: BackboneSpec, base: Path) -> BackboneSpec:
     return dataclasses.replace(spec, config_file=str((base / spec.config_file).resolve()))
 
 
-def config_from_dict(tables: dict, where: str = "config", base_dir: str | os.PathLike[str] | None = None) -> TrainConfig:
-    unknown = sorted(set(tables) - set(SECTIONS))
-    if unknown:
-        raise ConfigError(f"{where}: unknown sections {unknown} (known: {sorted(SECTIONS)})")
-    parts = {name: section_from_dict(cls, tables.get(name, {}), f"{where} [{name}]") for name, cls in SECTIONS.items()}
-    if base_dir is not None:
-        parts["data"] = _resolve_paths(parts["data"], Path(base_dir))
-        parts["backbone"] = _resolve_backbone(parts["backbone"], Path(base_dir))
-    return TrainConfig(**parts)
+def config_from_dict(tables: dict, where: str = "config",
+                     base_dir: str | os.PathLike[str] | None = None) -> TrainConfig:
+    """The whole config from parsed TOML tables; with base_dir, relative paths are resolved against it."""
+    config = config_io.from_dict(TrainConfig, tables, where)
+    if base_dir is None:
+        return config
+    base = Path(base_dir)
+    return dataclasses.replace(config, data=_resolve_paths(config.data, base),
+                               backbone=_resolve_backbone(config.backbone, base))
 
 
 def load_train_config(path: str | os.PathLike[str] | None, overrides: list[str] | tuple[str, ...] = ()) -> TrainConfig:
     """Read a training TOML (or only the defaults when path is None) and apply `--set` overrides."""
     tables: dict = {}
-    where = "command line"
-    base = Path.cwd()
+    where, base = "command line", Path.cwd()
     if path is not None:
-        path = Path(path)
-        where = str(path)
-        if not path.is_file():
-            raise ConfigError(f"{path}: training config not found")
-        try:
-            tables = tomllib.loads(path.read_text(encoding="utf-8"))
-        except tomllib.TOMLDecodeError as e:
-            raise ConfigError(f"{path}: not valid TOML ({e})") from e
-        base = path.parent
+        tables = config_io.read_file(path, (".toml",), what="training config")
+        where, base = str(path), Path(path).parent
     for item in overrides:
         _apply_override(tables, item)
     return config_from_dict(tables, where, base_dir=base)

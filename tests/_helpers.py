@@ -1,10 +1,14 @@
-"""Shared helpers for the quantize/calibration/validate tests: a tiny folded CLIP scorer and its ONNX.
+"""Plain helpers shared by several test modules; not a test module, and no test module imports it.
 
-The folded module mirrors the graph the exporter (rali_edge/export) produces: uint8 pixels -> Cast ->
-normalise -> open_clip ViT -> LayerNorm -> projection -> PCA affine -> L2 normalise -> MatMul with the
-basis (1/tau folded) -> Softmax -> MatMul with the scores -> score. Random weights; the head is fitted
-on synthetic data by `fit_head_on` so the scores mean something and drift can be measured.
-Imported by the tests as a plain module (pytest puts tests/ on sys.path).
+tests/conftest.py loads this file by path and hands each helper to the tests as a session fixture of
+the same name (`make_scorer`, `export_onnx`, `perturbed_copy`, `sample_rows`, `official_scores`, ...),
+and builds the `scorer_case` / `int8_case` fixtures with `build_scorer_case` / `build_int8_case`.
+
+Quantize/calibration/validate tests: a tiny folded CLIP scorer and its ONNX. The folded module mirrors
+the graph the exporter (rali_edge/export) produces: uint8 pixels -> Cast -> normalise -> open_clip ViT
+-> LayerNorm -> projection -> PCA affine -> L2 normalise -> MatMul with the basis (1/tau folded) ->
+Softmax -> MatMul with the scores -> score. Random weights; the head is fitted on synthetic data by
+`fit_head_on` so the scores mean something and drift can be measured.
 """
 
 from __future__ import annotations
@@ -12,9 +16,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-import pytest
 import torch
 from torch import nn
+
+from rali_edge.report.table import BenchmarkRow, Status
 
 CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
 CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
@@ -180,20 +185,11 @@ def export_bundle_onnx(bundle: Path, out_dir: Path, with_embedding: bool = False
     return export_bundle(bundle, "onnx", precision="fp32", out_dir=out_dir, with_embedding=with_embedding).path
 
 
-# Test modules import these fixtures by name, and pytest then registers one session fixture per module;
-# this cache makes them build once per session all the same.
-_CACHE: dict[str, dict] = {}
+# ---------------------------------------------------------------- scorer_case / int8_case
 
 
-@pytest.fixture(scope="session")
-def scorer_case(tmp_path_factory):
+def build_scorer_case(tmp_path_factory) -> dict:
     """(root, bundle, fp32 onnx with embedding, train meta, test meta): shared by the quantize tests."""
-    if "scorer" not in _CACHE:
-        _CACHE["scorer"] = _scorer_case(tmp_path_factory)
-    return _CACHE["scorer"]
-
-
-def _scorer_case(tmp_path_factory) -> dict:
     torch.manual_seed(0)
     root = tmp_path_factory.mktemp("scorer_case")
     train_meta = write_dataset(root, 240, "train", seed=1)
@@ -204,28 +200,8 @@ def _scorer_case(tmp_path_factory) -> dict:
     return {"root": root, "bundle": bundle, "onnx": onnx_path, "train": train_meta, "test": test_meta}
 
 
-def test_fixture_scorer_exports_and_matches(tmp_path):
-    import onnxruntime as ort
-
-    scorer = make_scorer()
-    pixels, _ = synthetic_pixels(4)
-    for dynamo in (False, True):
-        path = export_onnx(scorer, tmp_path / f"m{dynamo}.onnx", dynamo=dynamo)
-        sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-        got = sess.run(None, {"pixels": pixels})[0]
-        want = scorer(torch.from_numpy(pixels)).detach().numpy()
-        assert np.allclose(got, want, atol=1e-4)
-
-
-@pytest.fixture(scope="session")
-def int8_case(scorer_case):
+def build_int8_case(scorer_case) -> dict:
     """The scorer_case float ONNX quantized INT8 (cpu profile) with a calibration set from train.json."""
-    if "int8" not in _CACHE:
-        _CACHE["int8"] = _int8_case(scorer_case)
-    return _CACHE["int8"]
-
-
-def _int8_case(scorer_case) -> dict:
     import warnings
 
     from rali_edge.bundle import load_bundle
@@ -257,3 +233,40 @@ def perturbed_copy(source: Path, out: Path) -> Path:
     assert flipped == 1, "expected exactly one [K, 1] score vector in the graph"
     onnx.save(model, str(out))
     return out
+
+
+# ---------------------------------------------------------------- model head (official formula)
+
+
+def official_scores(feats, pca_mean, pca_scale, comps, protos, proto_scores, logit_scale):
+    """Step by step as in the released inference code, in float64 numpy."""
+    x = ((feats - pca_mean) / np.abs(pca_scale)) @ comps.T
+    x = x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
+    p = protos / np.maximum(np.linalg.norm(protos, axis=1, keepdims=True), 1e-12)
+    sim = x @ p.T
+    tau = 1.0 / max(logit_scale, 1e-6)
+    z = sim / tau
+    w = np.exp(z - z.max(axis=1, keepdims=True))
+    w /= w.sum(axis=1, keepdims=True)
+    return w @ proto_scores
+
+
+# ---------------------------------------------------------------- report table rows
+
+
+def sample_rows() -> list[BenchmarkRow]:
+    """One BenchmarkRow per kind of status, with and without numbers (the report table and render tests)."""
+    rng = np.random.default_rng(0)
+    scores = rng.uniform(1, 5, 12)
+    return [
+        BenchmarkRow("pytorch", "fp32", Status.OK, size_mb=1.5, plcc=0.91, srcc=0.9, dplcc=0.0, dsrcc=0.0,
+                     ms_per_img=3.2, img_per_s=410.0, scores=scores),
+        BenchmarkRow("onnx", "int8-cpu", Status.VALIDATION_FAILED, reason="dPLCC -0.0600 < -0.0200",
+                     size_mb=0.4, plcc=0.85, srcc=0.84, dplcc=-0.06, dsrcc=-0.06, ms_per_img=1.1, img_per_s=900.0,
+                     scores=scores + 0.1),
+        BenchmarkRow("ort", "fp32", Status.EXPORT_FAILED, reason="opset 18 unsupported by the mobile converter"),
+        BenchmarkRow("tensorrt", "fp16", Status.NOT_RUNNABLE, reason="TensorRT needs a CUDA GPU + TensorRT"),
+        BenchmarkRow("coreml", "fp16", Status.SIMULATED, reason="accuracy from simulated FP16", size_mb=0.8,
+                     plcc=0.91, srcc=0.9, dplcc=-0.0001, dsrcc=0.0,
+                     timing_reason="Core ML prediction needs macOS", scores=scores + 0.001),
+    ]
