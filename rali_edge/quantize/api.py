@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Callable
 
 from rali_edge import __version__
 from rali_edge._atomic import atomic_write_json
-from rali_edge.errors import ConfigError
+from rali_edge.errors import ConfigError, InputFileError
 from rali_edge.quantize.config import (
     CoreMLW8A8Config,
     CoreMLWeightsConfig,
@@ -151,6 +151,26 @@ HANDLERS: dict[type, Handler] = {
 }
 
 
+_SOURCE_SUFFIX = {OnnxInt8Config: ".onnx", TensorRTInt8Config: ".onnx", OnnxFp16Config: ".onnx",
+                  CoreMLWeightsConfig: ".mlpackage", CoreMLW8A8Config: ".mlpackage"}
+
+
+def _check_source(config: QuantConfig, source: Path) -> None:
+    """A source of the wrong kind or a corrupt file is rejected before any work, naming the file."""
+    want = _SOURCE_SUFFIX[type(config)]
+    if source.suffix != want:
+        raise InputFileError(f"{source}: {type(config).__name__} quantizes {want} artifacts, not {source.suffix or 'this'}")
+    if want == ".onnx":
+        import onnx
+
+        try:
+            onnx.load_model(str(source), load_external_data=False)
+        except Exception as exc:  # protobuf DecodeError and friends: the file is not an ONNX model
+            raise InputFileError(f"{source}: not a readable ONNX model ({type(exc).__name__}: {exc})") from exc
+    elif not (source / "Manifest.json").is_file():
+        raise InputFileError(f"{source}: not a Core ML package (no Manifest.json inside)")
+
+
 def quantize(config: QuantConfig, source: str | os.PathLike[str], out: str | os.PathLike[str],
              calibration: CalibrationSet | None = None) -> QuantizeResult:
     """Quantize the float artifact `source` into `out` as `config` says; writes `<out>.quant.json`."""
@@ -163,6 +183,7 @@ def quantize(config: QuantConfig, source: str | os.PathLike[str], out: str | os.
         raise ConfigError(f"{source}: no such artifact to quantize")
     if source.resolve() == out.resolve():
         raise ConfigError(f"{out}: the output must differ from the source")
+    _check_source(config, source)
     precision, details, notes = handler(config, source, out, calibration)
     if calibration is not None:
         notes = [*calibration.notes, *notes]
