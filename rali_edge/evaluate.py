@@ -77,24 +77,19 @@ def evaluate_artifact(artifact: str | os.PathLike[str], meta_paths: Sequence[str
                       device: str = "cpu", progress: bool = False) -> EvalReport:
     """Evaluate a bundle (in PyTorch, on `device`) or any exported artifact (in its own runtime) on
     meta files sharing one image root, through the evaluation core `validate` and `benchmark` use."""
-    from rali_edge.errors import UnsupportedOptionError
+    from rali_edge.errors import NotRunnableHere, UnsupportedOptionError
     from rali_edge.evaluation.evalset import load_eval_sets
     from rali_edge.evaluation.measure import run_batched
-    from rali_edge.runtime import is_bundle, open_runner
+    from rali_edge.runtime import is_bundle, open_runner, runner_class
 
     if batch_size < 1:
         raise DataError(f"batch_size must be >= 1, got {batch_size}")
-    if is_bundle(artifact):
-        runner = open_runner(artifact, device=device)
-    elif device != "cpu":
+    if not is_bundle(artifact) and device != "cpu":
         raise UnsupportedOptionError(f"--device {device} applies to bundles (PyTorch); {artifact} runs in its own runtime")
-    else:
-        runner = open_runner(artifact)
-    ok, why = runner.available()
-    if not ok:
-        from rali_edge.errors import NotRunnableHere
-
+    ok, why = runner_class(artifact).available()
+    if not ok:   # checked before any image is read (validate/benchmark can simulate Core ML instead)
         raise NotRunnableHere(f"{artifact}: cannot run here: {why}")
+    runner = open_runner(artifact, device=device) if is_bundle(artifact) else open_runner(artifact)
     sets = load_eval_sets(meta_paths, image_root, runner.preprocess_config())
     results = [_dataset_result(s, run_batched(runner, s.pixels, batch_size)["score"], logistic) for s in sets]
     average = {k: float(np.mean([r.metrics[k] for r in results])) for k in METRICS}

@@ -161,3 +161,14 @@ def test_score_0_1_2(scorer_case, corrupt_images, tmp_path):
     assert res.exit_code == 1 and "could not be scored" in res.output
     res = _run("score", scorer_case["bundle"], folder, "--out", tmp_path / "s.xlsx")
     assert res.exit_code == 2 and "unsupported extension" in res.output
+
+
+def test_eval_of_an_artifact_that_cannot_run_here(scorer_case, tmp_path):
+    from rali_edge.export.api import export_bundle
+
+    package = export_bundle(scorer_case["bundle"], "coreml", out_dir=tmp_path, name="m").path
+    res = _run("eval", package, "--meta", scorer_case["test"], "--image-root", scorer_case["root"])
+    if formats.caps("coreml").runnable_here()[0]:   # macOS: Core ML predicts
+        assert res.exit_code == 0, res.output
+    else:   # rejected before any image is read: the host cannot do what was asked
+        assert res.exit_code == 2 and "macOS" in res.output

@@ -63,9 +63,20 @@ def test_config_from_dict_rejects_unknown_kind_keys_and_versions():
         config_from_dict({"profile": "cpu"})
 
 
+def _identity_onnx(path):
+    """A valid (trivial) ONNX model: the checks below must fire on their own, not on a corrupt file."""
+    import onnx
+    from onnx import TensorProto, helper
+
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [1])
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, [1])
+    graph = helper.make_graph([helper.make_node("Identity", ["x"], ["y"])], "g", [x], [y])
+    onnx.save(helper.make_model(graph), str(path))
+    return path
+
+
 def test_quantize_dispatches_on_type_and_checks_inputs(tmp_path):
-    src = tmp_path / "m.onnx"
-    src.write_bytes(b"not used")
+    src = _identity_onnx(tmp_path / "m.onnx")
     with pytest.raises(ConfigError, match="not a quantization config"):
         quantize({"kind": "onnx_int8"}, src, tmp_path / "q.onnx")
     with pytest.raises(ConfigError, match="no such artifact"):
@@ -84,3 +95,14 @@ def test_from_pixels_checks_dtype_and_shape():
     with pytest.raises(ConfigError):
         from_pixels(np.zeros((2, 8, 8), np.uint8), "x")
     assert len(from_pixels(np.zeros((2, 3, 8, 8), np.uint8), "x")) == 2
+
+
+def test_quantize_rejects_a_corrupt_or_wrong_kind_source(tmp_path):
+    from rali_edge.errors import InputFileError
+
+    bad = tmp_path / "bad.onnx"
+    bad.write_bytes(b"not an onnx model")
+    with pytest.raises(InputFileError, match="not a readable ONNX model"):
+        quantize(OnnxFp16Config(), bad, tmp_path / "q.onnx")
+    with pytest.raises(InputFileError, match="quantizes .onnx artifacts"):
+        quantize(OnnxFp16Config(), _identity_onnx(tmp_path / "m.ort"), tmp_path / "q.onnx")

@@ -94,14 +94,21 @@ def test_modelopt_and_coreml_w8a8_fail_clearly_here(tmp_path):
     from rali_edge.calibration import from_pixels
 
     cal = from_pixels(np.zeros((2, 3, 8, 8), np.uint8), "zeros")
-    src = tmp_path / "m.onnx"
-    src.write_bytes(b"x")
+    import onnx
+    from onnx import TensorProto, helper
+
+    src = tmp_path / "m.onnx"   # a valid ONNX: the quantizer's own check must be what fails
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [1])
+    graph = helper.make_graph([helper.make_node("Identity", ["x"], ["y"])], "g", [x],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1])])
+    onnx.save(helper.make_model(graph), str(src))
     if importlib.util.find_spec("modelopt") is None:
         with pytest.raises(ConfigError, match="ModelOpt"):
             quantize(TensorRTInt8Config(quantizer="modelopt"), src, tmp_path / "q.onnx", cal)
     if sys.platform != "darwin":
         pkg = tmp_path / "m.mlpackage"
         pkg.mkdir()
+        (pkg / "Manifest.json").write_text("{}")
         with pytest.raises(NotRunnableHere, match="macOS"):
             quantize(CoreMLW8A8Config(), pkg, tmp_path / "q.mlpackage", cal)
 

@@ -259,7 +259,8 @@ def test_readme_commands_run(workspace, monkeypatch):
     for args in RUNNABLE:
         result = CliRunner().invoke(app, args, terminal_width=200)
         assert result.exit_code == 0, f"`rali-edge {' '.join(args)}` failed:\n{result.output}\n{result.exception!r}"
-    for path in ("scores.csv", "eval.json", "exports/demo-int8.onnx", "exports/scorer-int8.onnx",
+    for path in ("rali-demo/scores.csv", "rali-demo/exports/demo-int8.onnx", "scores.csv", "eval.json",
+                 "exports/scorer-int8.onnx",
                  "exports/scorer-budget.onnx", "exports/scorer-android.ort", "drift/report.json",
                  "bench/report.html"):
         assert (workspace / path).is_file(), path

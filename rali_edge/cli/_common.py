@@ -17,15 +17,16 @@ from typing import Any, TypeVar
 import typer
 from rich.console import Console
 
-from rali_edge.errors import ConfigError, InputFileError, RaliEdgeError, UnsupportedOptionError
+from rali_edge.errors import ConfigError, InputFileError, NotRunnableHere, RaliEdgeError, UnsupportedOptionError
 
 console = Console(soft_wrap=True)  # long paths and tables stay on one line
 err_console = Console(stderr=True, soft_wrap=True)
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
-# Errors that mean "the request itself is wrong": bad options, or an input file named on the
-# command line that cannot be used at all (meta files are read before any work starts).
-USAGE_ERRORS = (ConfigError, UnsupportedOptionError, InputFileError)
+# Errors that mean "the request itself cannot be done": bad options, an input file named on the
+# command line that cannot be used at all (meta files are read before any work starts), or a single
+# artifact asked to run where its runtime is absent (validate/benchmark turn that into a row instead).
+USAGE_ERRORS = (ConfigError, UnsupportedOptionError, InputFileError, NotRunnableHere)
 
 F = TypeVar("F", bound=Callable[..., Any])
 

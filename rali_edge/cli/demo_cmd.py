@@ -24,7 +24,7 @@ WHAT_NEXT = """\
 @friendly_errors
 def demo(
     out: Path = typer.Option(Path("rali-demo"), "--out", help="Folder for everything the demo writes."),
-    quick: bool = typer.Option(False, "--quick", help="Smaller data and fewer steps (about 3 minutes)."),
+    quick: bool = typer.Option(False, "--quick", help="Smaller data and fewer steps (1 to 3 minutes on 2 cores)."),
     fresh: bool = typer.Option(False, "--fresh", help="Delete an earlier demo run in --out and start over."),
 ) -> None:
     """Run the whole chain on synthetic data, on the CPU, in minutes.

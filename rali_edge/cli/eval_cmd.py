@@ -41,7 +41,8 @@ def evaluate(
     """Evaluate a bundle or artifact: PLCC/SRCC/KRCC/MAE per meta file against gt_score_norm.
 
     Unreadable images are left out of the metrics and listed. Exit status: 0 evaluated; 1 an image
-    could not be read or the evaluation failed; 2 bad options.
+    could not be read or the evaluation failed; 2 bad options, or an artifact whose runtime is absent
+    here (Core ML off macOS: `validate` simulates it against its bundle).
     """
     from rali_edge.evaluate import evaluate_artifact, write_report
 

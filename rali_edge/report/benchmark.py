@@ -3,10 +3,11 @@ evaluation core (the same code `validate` uses), time each that runs here, and w
 report.json / report.md / report.html.
 
 Every option is checked for every variant before any work (bad options raise
-UnsupportedOptionError / ConfigError: exit 2). Per variant: a format whose runtime is absent here
-and that has no simulator -> "not runnable here" (never a failure); else build it with
-`export_bundle` (the code `rali-edge export` runs) -> measure (run, or simulate) -> drift per
-dataset -> timing. A failed export, a failed run or a budget breach becomes the row's status and an
+UnsupportedOptionError / ConfigError: exit 2). Per variant: build it with `export_bundle` (the code
+`rali-edge export` runs) -> measure (run, or simulate where the runtime is absent) -> drift per
+dataset -> timing. A format whose runtime is absent here and that has no simulator (TensorRT
+without CUDA) is still built as far as it can be (its ONNX, validated in ONNX Runtime, and the
+trtexec script) and its row is "not runnable here", never a failure. A failed export, a failed run or a budget breach becomes the row's status and an
 entry of `report.failures` (exit 1); the other variants go on.
 """
 
@@ -24,6 +25,7 @@ from rali_edge.errors import ConfigError, NotRunnableHere, RaliEdgeError, Unsupp
 from rali_edge.evaluation.budget import DriftBudget
 from rali_edge.evaluation.measure import DEFAULT_BATCH_SIZE, Measurement
 from rali_edge.export.formats import REFERENCE_VARIANT, FormatCaps, Variant, all_variants, check_options
+from rali_edge.export.job import ExportResult
 from rali_edge.report import drift
 from rali_edge.report.results import BenchmarkReport
 from rali_edge.report.table import BenchmarkRow, Status, short_reason
@@ -93,18 +95,21 @@ class _Bench:
 
         label = f"{c.label} {v.label}"
         ok, why = c.runnable_here()
-        if not ok and c.simulator is None:
-            return self._unmeasured(c, v, Status.NOT_RUNNABLE,
-                                    f"{why}; build and check it on the target (rali-edge export --format {c.name})")
         try:
-            path = self._build(c, v)
+            result = self._build(c, v)
         except NotRunnableHere as exc:
             return self._unmeasured(c, v, Status.NOT_RUNNABLE, str(exc))
         except Exception as exc:  # noqa: BLE001 - backend libraries raise their own types; the row says which
             reason = str(exc) if isinstance(exc, RaliEdgeError) else f"{type(exc).__name__}: {exc}"
             self.failures.append(f"{label}: export failed: {reason}")
             return self._unmeasured(c, v, Status.EXPORT_FAILED, reason)
+        path = Path(result.path)
         row = BenchmarkRow(c.label, v.label, Status.OK, artifact=str(path), size_mb=_size_mb(path))
+        if path.suffix != c.suffix:   # e.g. TensorRT here: the validated ONNX + trtexec script, no engine
+            row.status, row.detail = Status.NOT_RUNNABLE, f"{why}; wrote {path.name} and " + \
+                ", ".join(p.name for p in result.extra_files) + " to build and check on the target"
+            row.reason = row.timing_reason = short_reason(why)
+            return row
         m = measure_artifact(path, self.bundle_dir, self.sets, self.batch_size, self.threads)
         if m.status == drift.FAILED:
             row.status, row.detail = Status.VALIDATION_FAILED, f"running it failed: {m.reason}"
@@ -126,7 +131,7 @@ class _Bench:
         reason = short_reason(message)
         return BenchmarkRow(c.label, v.label, status, reason=reason, detail=message, timing_reason=reason)
 
-    def _build(self, c: FormatCaps, v: Variant) -> Path:
+    def _build(self, c: FormatCaps, v: Variant) -> ExportResult:
         from rali_edge.export.api import export_bundle
 
         kind = c.quant_kind_for(v.precision, v.quant_kind) if c.is_quantized(v.precision) else None
@@ -135,7 +140,7 @@ class _Bench:
             out_dir=self.artifacts_dir, name=f"model-{v.key}",
             calibration=self.calibration() if kind is not None and kind.calibration else None,
             quant_kind=kind.name if kind is not None else None)
-        return Path(result.path)
+        return result
 
     def _accuracy(self, row: BenchmarkRow, label: str, m: Measurement) -> None:
         from rali_edge.evaluation.measure import drift_rows
