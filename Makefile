@@ -15,13 +15,15 @@ $(PY):
 # constraints.txt pins the exact pair this project is tested with (the one on this machine's disk).
 # Every install here applies it: without it pip may pull a newer multi-GB CUDA torch.
 CONSTRAINTS := constraints.txt
+# The demo exports and runs every format whose runtime installs here.
+EXTRAS := coreml,teacher,litert,executorch
 
 $(STAMP_DEMO): pyproject.toml $(CONSTRAINTS) | $(PY)
-	$(PY) -m pip install --quiet -c $(CONSTRAINTS) -e ".[coreml,teacher]"
+	$(PY) -m pip install --quiet -c $(CONSTRAINTS) -e ".[$(EXTRAS)]"
 	touch $@
 
 $(STAMP_TEST): pyproject.toml $(CONSTRAINTS) | $(PY)
-	$(PY) -m pip install --quiet -c $(CONSTRAINTS) -e ".[coreml,teacher,dev]"
+	$(PY) -m pip install --quiet -c $(CONSTRAINTS) -e ".[$(EXTRAS),dev]"
 	touch $@ $(STAMP_DEMO)
 
 install-demo: $(STAMP_DEMO)

@@ -54,6 +54,8 @@ class DemoSettings:
     formats: tuple[str, ...]
     calib_size: int
     bench_repeats: int
+    # How an app might prepare the pixels instead of PIL bicubic (rali_edge.evaluation.device_preprocess).
+    device_preprocess: tuple[str, ...] = ("bilinear-noaa", "jpeg90")
     seed: int = 0
 
     @classmethod
@@ -81,7 +83,8 @@ class DemoSettings:
                    align_lr=3e-3, align_temperature=0.07, align_crop=64, align_full_fraction=1 / 6, align_bf16=True,
                    align_rank_weight=1.0, pca_dim=16, num_buckets=24, num_basis=32, fit_epochs=200,
                    formats=("pytorch-fp32", "onnx-fp32", "onnx-fp16", "onnx-int8-cpu", "onnx-int8-tensorrt",
-                            "ort-fp32", "coreml-fp16", "coreml-int8w", "tensorrt-fp16", "tensorrt-int8"),
+                            "ort-fp32", "litert-fp32", "litert-int8", "executorch-fp32", "executorch-int8",
+                            "coreml-fp16", "coreml-int8w", "tensorrt-fp16", "tensorrt-int8"),
                    calib_size=300, bench_repeats=5)
 
     @classmethod
@@ -89,7 +92,8 @@ class DemoSettings:
         return dataclasses.replace(cls.full(), sources=8, procedural=16, text_seeds=(0, 1), grpo_steps=1, describe_images=2,
                                    align_steps=60, align_batch=32, fit_epochs=60, calib_size=64, bench_repeats=2,
                                    formats=("pytorch-fp32", "onnx-fp32", "onnx-int8-cpu", "onnx-int8-tensorrt",
-                                            "ort-fp32", "coreml-fp16", "coreml-int8w", "tensorrt-int8"))
+                                            "ort-fp32", "litert-int8", "executorch-int8", "coreml-fp16",
+                                            "coreml-int8w", "tensorrt-int8"))
 
 
 @dataclass
@@ -222,9 +226,13 @@ def _stage_benchmark(out: Path, s: DemoSettings, done: dict, progress: bool) -> 
     data = done["data"]
     report = run_benchmark(done["train"]["bundle"], [data["test_meta"]], data["root"], formats=list(s.formats),
                            out_dir=out / "report", calibration=data["train_meta"], calibration_size=s.calib_size,
-                           repeats=s.bench_repeats, seed=s.seed, progress=progress)
+                           repeats=s.bench_repeats, seed=s.seed, device_preprocess=s.device_preprocess,
+                           progress=progress)
     rows = [{k: v for k, v in r.to_dict().items() if k not in ("scores", "drift", "timing")} for r in report.rows]
-    return {"report_dir": str(out / "report"), "rows": rows, "table": plain_table(report.rows)}
+    device = {f"{r.format} {r.precision}": {d["device_preprocess"]: d["dplcc"] for d in r.drift
+                                            if d.get("device_preprocess")} for r in report.rows}
+    return {"report_dir": str(out / "report"), "rows": rows, "table": plain_table(report.rows),
+            "device_preprocess": {k: v for k, v in device.items() if v}, "failures": report.failures}
 
 
 STAGE_FUNCTIONS: dict[str, StageFn] = {

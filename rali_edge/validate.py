@@ -5,11 +5,19 @@ PyTorch bundle is the reference, every artifact is measured (run here, simulated
 has a simulator, or "not runnable here" with the reason) and gets a DriftRow per meta file. The
 DriftBudget turns rows into gate failures: a measured or simulated drop over budget, or an artifact
 that failed to run. Rows not runnable here are listed, never failures.
+
+Device preprocessing (`device_preprocess`, rali_edge.evaluation.device_preprocess): the same images are
+prepared again each named way (another resize kernel, a JPEG round trip), and the float model and every
+artifact are run on them. Each such row (`<dataset>@<variant>`) is compared with the float model on the
+TRAINING preprocessing, so the float model's own rows say what the device's preprocessing alone costs and
+an artifact's rows what it costs together with the export. The same budget gates them.
 """
 
 from __future__ import annotations
 
+import itertools
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -48,20 +56,32 @@ class ValidationReport:
 
 def validate_artifacts(artifacts, bundle, metas, image_root, max_plcc_drop: float | None = None,
                        max_srcc_drop: float | None = None, out_dir: str | os.PathLike[str] | None = None,
-                       batch_size: int = DEFAULT_BATCH_SIZE, threads: int | None = None) -> ValidationReport:
-    """Measure every artifact's drift against the float bundle; write `<out_dir>/report.json`."""
+                       batch_size: int = DEFAULT_BATCH_SIZE, threads: int | None = None,
+                       device_preprocess: str | Sequence[str] | None = None) -> ValidationReport:
+    """Measure every artifact's drift against the float bundle; write `<out_dir>/report.json`.
+
+    `device_preprocess`: names (a sequence or a comma list) of device preprocessings to measure as well
+    (`bilinear`, `bilinear-noaa`, `nearest`, `jpeg<Q>`); unknown names are a ConfigError before any work."""
     from rali_edge.bundle import load_bundle
+    from rali_edge.evaluation.device_preprocess import (
+        device_drift_rows,
+        load_device_sets,
+        measure_reference_on,
+        parse_device_preprocess,
+    )
     from rali_edge.evaluation.evalset import load_eval_sets, unreadable
     from rali_edge.evaluation.measure import drift_rows, measure_artifact, measure_reference
 
     budget = DriftBudget(max_plcc_drop, max_srcc_drop)
+    devices = parse_device_preprocess(device_preprocess)
     if batch_size < 1:
         raise ConfigError(f"batch_size={batch_size} must be >= 1")
     artifacts = [Path(a) for a in artifacts]
     if not artifacts:
         raise ConfigError("no artifacts to validate")
     bundle_dir = Path(bundle)
-    sets = load_eval_sets(metas, image_root, load_bundle(bundle_dir).config.preprocess)
+    pre = load_bundle(bundle_dir).config.preprocess
+    sets = load_eval_sets(metas, image_root, pre)
     reference = measure_reference(bundle_dir, sets, batch_size, threads)
     rows = drift_rows(reference, sets, reference, bundle_dir.name)
     scores = {bundle_dir.name: {s.dataset: reference.scores(s.dataset) for s in sets}}
@@ -70,10 +90,20 @@ def validate_artifacts(artifacts, bundle, metas, image_root, max_plcc_drop: floa
         rows.extend(drift_rows(m, sets, reference))
         if m.outputs:
             scores[path.name] = {s.dataset: m.scores(s.dataset) for s in sets}
+    for device in devices:
+        dsets = load_device_sets(sets, metas, image_root, pre, device)
+        on_device = measure_reference_on(bundle_dir, dsets, batch_size, threads)
+        measured = itertools.chain([(bundle_dir.name, on_device)], (   # one artifact's runner open at a time
+            (path.name, measure_artifact(path, bundle_dir, dsets, batch_size, threads)) for path in artifacts))
+        for name, m in measured:
+            rows += device_drift_rows(name, m, dsets, sets, reference, device)
+            if m.outputs:
+                scores.setdefault(name, {}).update({d.dataset: m.scores(d.dataset) for d in dsets})
     report = ValidationReport(rows, unreadable(sets) + budget.failures(rows), budget.to_dict(), scores=scores)
     if out_dir is not None:
         doc = {**report.to_dict(), "bundle": str(bundle_dir), "metas": [str(m) for m in metas],
                "image_root": str(image_root), "bad_images": {s.dataset: s.bad_images for s in sets},
+               "device_preprocess": [d.to_dict() for d in devices],
                "created": datetime.now(timezone.utc).isoformat(timespec="seconds")}
         report.report_path = atomic_write_json(Path(out_dir) / REPORT_FILE, doc)
     return report

@@ -28,6 +28,11 @@ def test_quick_demo_runs_every_stage_and_resumes(tmp_path):
     # measured where the runtime is here (Core ML on macOS, TensorRT with a CUDA GPU), else simulated / not runnable
     assert statuses[("coreml", "fp16")] == ("ok" if CoreMLRunner.available()[0] else "simulated")
     assert statuses[("tensorrt", "int8")] == ("ok" if tensorrt_available()[0] else "not_runnable")
+    # LiteRT and ExecuTorch INT8 run in their own runtimes (CI installs both extras)
+    assert statuses[("litert", "int8")] == "ok" and statuses[("executorch", "int8")] == "ok"
+    device = bench["device_preprocess"]
+    assert set(device["pytorch fp32"]) == {"bilinear-noaa", "jpeg90"} and "litert int8" in device
+    assert "Device-side preprocessing" in result.output and not bench["failures"]
     for name in ("report.html", "report.md", "report.json"):
         assert (out / "report" / name).is_file()
     assert "not used for training" in result.output.replace("\n", " ").lower()

@@ -105,6 +105,9 @@ def test_quantize_2_for_a_corrupt_or_wrong_source(scorer_case, tmp_path):
     assert res.exit_code == 2 and ".mlpackage" in res.output
     res = _run("quantize", scorer_case["onnx"], "--kind", "fp16", "--method", "entropy", "--out", tmp_path / "q.onnx")
     assert res.exit_code == 2 and "--method" in res.output
+    # LiteRT / ExecuTorch INT8 quantize the PyTorch graph: `export` makes them, and the error says so
+    res = _run("quantize", scorer_case["onnx"], "--kind", "litert-int8", "--out", tmp_path / "q.tflite")
+    assert res.exit_code == 2 and "--format litert --precision int8" in " ".join(res.output.split())
 
 
 def test_quantize_1_when_no_calibration_image_can_be_read(scorer_case, corrupt_images, tmp_path):
@@ -172,3 +175,18 @@ def test_eval_of_an_artifact_that_cannot_run_here(scorer_case, tmp_path):
         assert res.exit_code == 0, res.output
     else:   # rejected before any image is read: the host cannot do what was asked
         assert res.exit_code == 2 and "macOS" in res.output
+
+
+def test_score_runs_an_exported_artifact_like_its_bundle(scorer_case, tmp_path):
+    folder = tmp_path / "imgs"
+    folder.mkdir()
+    for i, color in enumerate([(120, 30, 200), (10, 200, 90), (250, 250, 250)]):
+        Image.new("RGB", (40, 30), color).save(folder / f"{i}.png")
+    for name, artifact in (("b", scorer_case["bundle"]), ("a", scorer_case["onnx"])):
+        res = _run("score", artifact, folder, "--out", tmp_path / f"{name}.json")
+        assert res.exit_code == 0, res.output
+    b, a = (json.loads((tmp_path / f"{k}.json").read_text()) for k in "ba")
+    assert a["format"] == "onnx" and b["format"] == "bundle" and a["bundle_checksum"] == b["bundle_checksum"]
+    assert [s["path"] for s in a["scores"]] == [s["path"] for s in b["scores"]]
+    for sa, sb in zip(a["scores"], b["scores"]):
+        assert sa["score"] == pytest.approx(sb["score"], abs=1e-4)

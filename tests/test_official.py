@@ -147,3 +147,26 @@ def test_bad_folders_are_clear(official_dir, tmp_path):
     (folder / "ckpt.pt").write_bytes(b"not a checkpoint")
     with pytest.raises(DataError, match="ckpt.pt"):
         import_official(folder, tmp_path / "b", trust_pickle=True)
+
+
+@pytest.mark.parametrize("fmt", ["litert", "executorch"])
+def test_official_checkpoint_runs_in_the_on_device_runtimes(official_dir, tmp_path, fmt):
+    """The imported official checkpoint, exported FP32 to LiteRT / ExecuTorch and run in that runtime,
+    gives the official forward pass's scores on photographs to <= 1e-4."""
+    from rali_edge.export.api import export_bundle
+    from rali_edge.export.formats import caps
+    from rali_edge.official import import_official
+    from rali_edge.runtime import open_runner
+
+    ok, why = caps(fmt).runnable_here()
+    if not ok:
+        pytest.skip(why)
+    bundle = import_official(official_dir, tmp_path / "bundle", trust_pickle=True)
+    batch = None if caps(fmt).dynamic_batch else 1
+    result = export_bundle(bundle, fmt, "fp32", batch=batch, out_dir=tmp_path, name="m")
+    runner = open_runner(result.path)
+    from rali_edge.model.preprocess import uint8_batch
+
+    imgs = _photos()
+    got = runner.run(uint8_batch(imgs, runner.preprocess_config()).numpy())["score"]
+    np.testing.assert_allclose(got, official_forward(official_dir, imgs), atol=1e-4)

@@ -209,3 +209,22 @@ def test_cli_rejects_unknown_format(tiny, tmp_path):
     res = _cli(tiny, tmp_path / "o", "--formats", "onnx-fp33")
     assert res.exit_code == 2
     assert "onnx-fp33" in res.output
+
+
+def test_device_preprocessing_rows_in_the_benchmark(tiny, tmp_path):
+    bundle, meta, img_dir = tiny
+    report = run_benchmark(bundle, [meta], img_dir, "pytorch-fp32,onnx-fp32", tmp_path / "o", repeats=1,
+                           device_preprocess="jpeg50,nearest", progress=False)
+    assert report.ok, report.failures
+    by = {(r.format, r.precision): r for r in report.rows}
+    for key in (("pytorch", "fp32"), ("onnx", "fp32")):
+        device = {d["device_preprocess"]: d for d in by[key].drift if d["device_preprocess"]}
+        assert set(device) == {"jpeg50", "nearest"} and device["jpeg50"]["dataset"] == "tiny@jpeg50"
+    torch_jpeg = next(d for d in by["pytorch", "fp32"].drift if d["device_preprocess"] == "jpeg50")
+    onnx_jpeg = next(d for d in by["onnx", "fp32"].drift if d["device_preprocess"] == "jpeg50")
+    assert torch_jpeg["score_mae"] > 0   # JPEG moved the float model's own scores
+    assert onnx_jpeg["dplcc"] == pytest.approx(torch_jpeg["dplcc"], abs=1e-4)
+    assert "tiny@jpeg50" in (tmp_path / "o" / "report.md").read_text()
+    with pytest.raises(Exception, match="jpeg0"):
+        run_benchmark(bundle, [meta], img_dir, "pytorch-fp32", tmp_path / "p", device_preprocess="jpeg0")
+    assert not (tmp_path / "p").exists()

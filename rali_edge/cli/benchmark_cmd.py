@@ -33,6 +33,9 @@ def benchmark(
     opset: Optional[int] = typer.Option(None, "--opset", help="ONNX opset (default: the exporter's)."),
     threads: Optional[int] = typer.Option(None, "--threads", help="Intra-op threads for PyTorch and ONNX Runtime "
                                                                    "(default: theirs, all cores)."),
+    device_preprocess: Optional[str] = typer.Option(
+        None, "--device-preprocess", help="Also measure drift on the test images prepared as a device would: "
+                                          "comma list of bilinear, bilinear-noaa, nearest, jpeg<Q> (gated alike)."),
     calib: Optional[Path] = typer.Option(None, "--calib", hidden=True, exists=True),
     calib_size: Optional[int] = typer.Option(None, "--calib-size", hidden=True, min=1),
 ) -> None:
@@ -51,7 +54,7 @@ def benchmark(
     report = run_benchmark(bundle, meta, image_root, formats, out, calibration=calibration,
                            calibration_size=calibration_size, max_plcc_drop=max_plcc_drop,
                            max_srcc_drop=max_srcc_drop, batch=batch, batch_size=batch_size, repeats=repeats,
-                           warmup=warmup, opset=opset, threads=threads)
+                           warmup=warmup, opset=opset, threads=threads, device_preprocess=device_preprocess)
     table = Table(title=f"rali-edge benchmark: {bundle}", show_lines=False)
     for i, col in enumerate(COLUMNS):
         table.add_column(col, justify="left" if i < 3 else "right", overflow="fold")

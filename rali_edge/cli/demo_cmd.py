@@ -7,7 +7,7 @@ from pathlib import Path
 
 import typer
 
-from rali_edge.cli._common import console, friendly_errors
+from rali_edge.cli._common import console, err_console, friendly_errors
 
 WHAT_NEXT = """\
 [bold]What next[/]
@@ -47,6 +47,24 @@ def demo(
 
     result = run_demo(out, quick=quick, on_stage=on_stage)
     _print_summary(result)
+    failures = result.stages["benchmark"].get("failures", [])
+    for failure in failures:
+        err_console.print(f"[bold red]FAIL[/] {failure}", highlight=False, soft_wrap=True)
+    if failures:   # an export or a run failed: the demo did not do what it shows
+        raise typer.Exit(code=1)
+
+
+def _print_device_preprocess(device: dict[str, dict[str, float | None]]) -> None:
+    """dPLCC per artifact when the app prepares the pixels another way (vs float on training pixels)."""
+    if not device:
+        return
+    names = list(next(iter(device.values())))
+    console.print("\n[bold]Device-side preprocessing[/]: dPLCC vs the float scorer on the training "
+                  "preprocessing (PIL bicubic), test split", highlight=False)
+    console.print(f"  {'artifact':<28}" + "".join(f"{n:>15}" for n in names), highlight=False)
+    for artifact, by_name in device.items():
+        cells = "".join("{:>15}".format("-" if by_name.get(n) is None else f"{by_name[n]:+.4f}") for n in names)
+        console.print(f"  {artifact:<28}{cells}", highlight=False)
 
 
 def _print_summary(result) -> None:
@@ -63,6 +81,7 @@ def _print_summary(result) -> None:
                   f"PLCC {ev['plcc']:.3f}  SRCC {ev['srcc']:.3f}  KRCC {ev['krcc']:.3f}  MAE {ev['mae']:.3f}")
     console.print("\n[bold]Benchmark[/] (test split, vs the float PyTorch scorer)")
     console.print(st["benchmark"]["table"], highlight=False, markup=False)
+    _print_device_preprocess(st["benchmark"].get("device_preprocess", {}))
     report_dir = Path(st["benchmark"]["report_dir"])
     console.print(f"\nReports: {report_dir / 'report.html'}, {report_dir / 'report.md'}, {report_dir / 'report.json'}")
     console.print("[bold]Artifacts[/]:")

@@ -19,7 +19,7 @@ from rali_edge.export.formats import all_quant_kinds
 def quantize(
     artifact: Path = typer.Argument(..., exists=True, help="The float artifact (.onnx or .mlpackage) to quantize."),
     out: Path = typer.Option(..., "--out", help="The quantized artifact to write."),
-    kind: str = typer.Option("int8", "--kind", help=f"One of: {', '.join(all_quant_kinds())}."),
+    kind: str = typer.Option("int8", "--kind", help=f"One of: {', '.join(all_quant_kinds(from_artifact=True))}."),
     bundle: Optional[Path] = typer.Option(None, "--bundle", exists=True,
                                           help="Bundle whose preprocessing the calibration uses."),
     calibration: Optional[Path] = typer.Option(None, "--calibration", exists=True,

@@ -28,18 +28,27 @@ def validate(
     out: Optional[Path] = typer.Option(None, "--out", help="Folder for report.json (default: no file)."),
     batch_size: int = typer.Option(16, "--batch-size", help="Images per runtime call."),
     threads: Optional[int] = typer.Option(None, "--threads", help="Intra-op threads for ONNX Runtime."),
+    device_preprocess: Optional[str] = typer.Option(
+        None, "--device-preprocess",
+        help="Also measure the float model and every artifact on the images prepared as an app might, "
+             "comma list: bilinear (PIL, antialiased), bilinear-noaa (no antialiasing: Android, GPU), "
+             "nearest, jpeg<Q> (re-encoded at JPEG quality Q, e.g. jpeg90). Rows <dataset>@<name>, "
+             "compared with the float model on the training preprocessing, same budget."),
 ) -> None:
     """Validate artifacts against the float model: PLCC/SRCC drift, CI gate.
 
     Exit status: 0 every artifact ran (or is not runnable here) within budget; 1 an artifact failed to
-    run, a drop exceeded the budget or an image could not be read; 2 bad options.
+    run, a drop exceeded the budget (on the training or a device preprocessing) or an image could not be
+    read; 2 bad options (an unknown --device-preprocess name included).
     """
     from rich.table import Table
 
+    from rali_edge.evaluation.device_preprocess import parse_device_preprocess
     from rali_edge.validate import validate_artifacts
 
     report = validate_artifacts(artifacts, bundle, meta, image_root, max_plcc_drop=max_plcc_drop,
-                                max_srcc_drop=max_srcc_drop, out_dir=out, batch_size=batch_size, threads=threads)
+                                max_srcc_drop=max_srcc_drop, out_dir=out, batch_size=batch_size, threads=threads,
+                                device_preprocess=device_preprocess)
     table = Table(title="drift vs float")
     for col in ("artifact", "dataset", "n", "PLCC", "dPLCC", "SRCC", "dSRCC", "MAE", "max|d|", "emb cos", "status"):
         table.add_column(col)
@@ -48,6 +57,9 @@ def validate(
                       _fmt(r.dsrcc, True), _fmt(r.score_mae), _fmt(r.max_abs_change), _fmt(r.embedding_cosine),
                       r.status + (f" ({r.reason})" if r.reason else ""))
     print_table(table)
+    for d in parse_device_preprocess(device_preprocess):
+        console.print(f"@{d.name}: {d.description}; vs the float model on the training preprocessing",
+                      highlight=False)
     if report.report_path is not None:
         console.print(f"report: {report.report_path}")
     report_failures(report.failures, [f"{r.artifact} on {r.dataset}: {r.reason}" for r in report.not_runnable])

@@ -4,7 +4,7 @@ preprocessing says (what every artifact takes), the ground truth, and the images
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -13,6 +13,8 @@ import numpy as np
 from rali_edge.errors import ConfigError, DataError
 
 if TYPE_CHECKING:
+    from PIL import Image
+
     from rali_edge.bundle import PreprocessConfig
 
 
@@ -30,8 +32,12 @@ class EvalSet:
 
 
 def load_eval_sets(metas: Sequence[str | os.PathLike], image_root: str | os.PathLike,
-                   preprocess: PreprocessConfig) -> list[EvalSet]:
-    """One EvalSet per meta file; unreadable images are listed, a dataset with none readable is an error."""
+                   preprocess: PreprocessConfig,
+                   prepare: Callable[[Image.Image, PreprocessConfig], np.ndarray] | None = None) -> list[EvalSet]:
+    """One EvalSet per meta file; unreadable images are listed, a dataset with none readable is an error.
+
+    `prepare` (RGB image, preprocess -> uint8 [3, S, S]) replaces the training pixel pipeline, e.g. a
+    device preprocessing (rali_edge.evaluation.device_preprocess); None: the training one."""
     from rali_edge.data.images import load_images
     from rali_edge.data.meta import read_metas
     from rali_edge.model.preprocess import uint8_batch
@@ -45,7 +51,10 @@ def load_eval_sets(metas: Sequence[str | os.PathLike], image_root: str | os.Path
             first = f" (e.g. {bad[0].path}: {bad[0].reason})" if bad else ""
             raise DataError(f"{dataset}: none of its {len(records)} images could be read{first}")
         kept = [records[i] for i, _ in good]
-        pixels = uint8_batch([img for _, img in good], preprocess).numpy()
+        if prepare is None:
+            pixels = uint8_batch([img for _, img in good], preprocess).numpy()
+        else:
+            pixels = np.stack([np.asarray(prepare(img, preprocess), dtype=np.uint8) for _, img in good])
         scores = [r.score for r in kept]
         gt = None if any(s is None for s in scores) else np.asarray(scores, np.float64)
         sets.append(EvalSet(dataset, [str(r.path) for r in kept], [r.image for r in kept], pixels, gt,

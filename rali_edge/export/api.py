@@ -34,6 +34,7 @@ def export_bundle(
     method: str | None = None,
     drift_budget: float | None = None,
     image_root: str | os.PathLike[str] | None = None,
+    value_check: bool = True,
 ) -> ExportResult:
     """Export a bundle. precision None: the format's default (coreml fp16, others fp32); batch None:
     dynamic batch axis; opset None: the format's default; out_dir None: `<bundle>/../exports`.
@@ -44,6 +45,8 @@ def export_bundle(
     INT8 calibration method; `drift_budget` a max PLCC drop on the labelled calibration set, met by
     keeping the most sensitive parts float (ONNX Runtime INT8 only). With a drift budget the value
     check against PyTorch reports the max |difference| but the budget is the gate.
+    value_check=False reports that difference without enforcing the tolerance (timing runs on
+    random-weight models, whose accuracy means nothing).
     """
     c = caps(fmt)
     precision = precision or c.default_precision
@@ -58,7 +61,7 @@ def export_bundle(
         from rali_edge.errors import UnsupportedOptionError
 
         raise UnsupportedOptionError(f"{precision} {fmt} is not quantized: drop --method / --drift-budget")
-    tolerance = None if drift_budget is not None else c.tolerance[precision]
+    tolerance = None if drift_budget is not None or not value_check else c.tolerance[precision]
     job = _prepare(Path(bundle_dir), c, precision, batch, opset, out_dir, simplify, with_embedding, input_kind,
                    name, tolerance)
     if kind is None:
@@ -86,6 +89,10 @@ def _quantized_hint(job: ExportJob, kind, bundle_dir) -> str:
                      "sensitive layers float until the PLCC drop on the calibration set is within budget")
     if kind.methods:
         steps.append("try another calibration method: --method entropy or --method percentile")
+    if not kind.from_artifact:   # quantized from the PyTorch graph: no float artifact to quantize apart
+        steps.append("calibrate on more, or more representative, images (--calibration-size, a labelled "
+                     "meta file of the target domain)")
+        return "\n    ".join(steps)
     steps.append(f"or inspect the drift: `rali-edge export {b} --format onnx --out DIR`, then "
                  f"`rali-edge quantize DIR/<name>.onnx --kind {kind.name} --bundle {b} --calibration CAL --out "
                  f"q.onnx` and `rali-edge validate q.onnx --bundle {b} --meta TEST_META --image-root ROOT`")

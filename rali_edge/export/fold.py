@@ -31,7 +31,8 @@ from rali_edge.export.attention import batch_first_attention
 from rali_edge.export.spec import ExportSpec
 
 # The factor that turns the input into [0, 1] before mean/std; None: the input is already normalised.
-INPUT_SCALE: dict[str, float | None] = {"uint8": 1.0 / 255.0, "unit": 1.0, "normalized": None}
+INPUT_SCALE: dict[str, float | None] = {"uint8": 1.0 / 255.0, "unit": 1.0, "normalized": None,
+                                        "uint8_nhwc": 1.0 / 255.0}
 
 
 class FoldedScorer(nn.Module):
@@ -76,6 +77,8 @@ def fold_scorer(scorer: nn.Module, preprocess: PreprocessConfig, spec: ExportSpe
             _fold_normalization(encoder, conv_name, scale, preprocess.mean, preprocess.std)
         else:  # no padding-free patch conv (e.g. a ResNet stem): normalise explicitly in the graph
             trunk = nn.Sequential(InputNormalization(scale, preprocess.mean, preprocess.std), trunk)
+    if spec.channels_last:   # NHWC in (an Android bitmap's layout): one permute at the graph's input
+        trunk = nn.Sequential(ChannelsLastInput(), trunk)
     dtype = head.pca_components.dtype
     affine = _pca_affine(head, projection, dtype)
     basis = _basis_linear(head, dtype)
@@ -84,6 +87,13 @@ def fold_scorer(scorer: nn.Module, preprocess: PreprocessConfig, spec: ExportSpe
 
 
 # ---------------------------------------------------------------- normalisation into the patch conv
+
+
+class ChannelsLastInput(nn.Module):
+    """[B, H, W, 3] -> [B, 3, H, W]."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x.permute(0, 3, 1, 2)
 
 
 class InputNormalization(nn.Module):

@@ -99,7 +99,7 @@ def build_metadata(
         input_name=spec.input_name,
         input_kind=spec.input_kind,
         input_dtype=spec.input_dtype,
-        input_layout="NCHW RGB",
+        input_layout="NHWC RGB" if spec.channels_last else "NCHW RGB",
         image_size=spec.image_size,
         batch=spec.batch,
         resize=preprocess.resize,

@@ -42,8 +42,12 @@ def check_quantize_options(fmt: str, kind: QuantKind, calibration, method: str |
 
 
 def export_quantized(job: ExportJob, qjob: QuantizeJob) -> ExportResult:
-    """Export the format's float source into a scratch folder, then quantize it into job.target."""
+    """Export the format's float source into a scratch folder, then quantize it into job.target
+    (formats without a float source quantize the PyTorch graph themselves)."""
     c = caps(job.fmt)
+    if c.float_source is None:
+        with tempfile.TemporaryDirectory(prefix=".quant-", dir=_mkdir(job.target.parent)) as scratch:
+            return load_object(c.backend + ":export_quantized")(job, qjob, None, Path(scratch))
     float_fmt, float_precision = c.float_source
     fc = caps(float_fmt)
     with tempfile.TemporaryDirectory(prefix=".float-", dir=_mkdir(job.target.parent)) as scratch:

@@ -22,12 +22,15 @@ BATCH_AXIS_NAME = "batch"
 # What the artifact's input holds. "uint8": RGB pixels 0..255 (the default for apps);
 # "unit": float RGB in [0, 1] (what a Core ML ImageType with scale 1/255 hands the graph);
 # "normalized": float already scaled and mean/std-normalised (the encoder's own input).
+# "uint8_nhwc": uint8 RGB pixels in NHWC, as an Android bitmap buffer hands them (LiteRT's layout).
 INPUT_KINDS = {
     "uint8": "uint8 RGB pixels 0..255, layout NCHW [B,3,H,W]",
     "unit": "float32 RGB in [0,1], layout NCHW [B,3,H,W]",
     "normalized": "float32 RGB scaled to [0,1] then (x - mean) / std, layout NCHW [B,3,H,W]",
+    "uint8_nhwc": "uint8 RGB pixels 0..255, layout NHWC [B,H,W,3]",
 }
-INPUT_DTYPES = {"uint8": "uint8", "unit": "float32", "normalized": "float32"}
+INPUT_DTYPES = {"uint8": "uint8", "unit": "float32", "normalized": "float32", "uint8_nhwc": "uint8"}
+CHANNELS_LAST = frozenset({"uint8_nhwc"})
 
 
 @dataclass(frozen=True)
@@ -68,7 +71,13 @@ class ExportSpec:
     def input_shape(self, batch: int | None = None) -> tuple[int | str, int, int, int]:
         """Shape of the input; the batch axis is the string BATCH_AXIS_NAME when dynamic."""
         b = batch if batch is not None else (self.batch if self.batch is not None else BATCH_AXIS_NAME)
+        if self.channels_last:
+            return (b, self.image_size, self.image_size, 3)
         return (b, 3, self.image_size, self.image_size)
+
+    @property
+    def channels_last(self) -> bool:
+        return self.input_kind in CHANNELS_LAST
 
     def output_shapes(self, batch: int | str, embedding_dim: int | None = None) -> dict[str, tuple]:
         shapes: dict[str, tuple] = {SCORE: (batch,)}
@@ -92,8 +101,8 @@ class ExportSpec:
 
         b = batch if batch is not None else self.example_batch()
         g = torch.Generator().manual_seed(seed)
-        shape = (b, 3, self.image_size, self.image_size)
-        if self.input_kind == "uint8":
+        shape = self.input_shape(b)
+        if self.input_kind in ("uint8", "uint8_nhwc"):
             return torch.randint(0, 256, shape, generator=g, dtype=torch.uint8)
         if self.input_kind == "unit":
             return torch.rand(shape, generator=g)

@@ -22,6 +22,7 @@ METHODS = ("minmax", "entropy", "percentile")
 QUANTIZERS = ("ort", "modelopt")
 COREML_MODES = ("linear_symmetric", "linear")
 COREML_GRANULARITIES = ("per_channel", "per_tensor")
+EXECUTORCH_ACTIVATIONS = ("static", "dynamic")
 # Op types ORT is asked to quantize by default: the GEMM-like ops that carry the compute. Everything
 # else (Add, Mul, Sigmoid, Softmax, LayerNorm...) stays float, which avoids Q/DQ churn between them.
 DEFAULT_INT8_OPS = ("Conv", "MatMul", "Gemm")
@@ -158,7 +159,70 @@ class CoreMLW8A8Config:
         _version(self.version)
 
 
+@dataclass(frozen=True)
+class ExecuTorchInt8Config:
+    """ExecuTorch INT8: PT2E with XNNPACKQuantizer on the image encoder, lowered to XNNPACK.
+
+    Quantized: the encoder's convolutions and linears (s8 weights, per output channel by default).
+    activations "static": s8 per-tensor activation scales from the calibration images;
+    "dynamic": activation scales computed at run time (XNNPACK: per row), no calibration needed.
+    Stay float: attention matmuls, LayerNorm, softmax, GELU (XNNPACKQuantizer has no pattern for
+    them); the element-wise adds/muls unless quantize_elementwise (they carry a ViT's residual
+    stream: quantizing them quadrupled the drift of a ViT-B/16 at no speed gain); the
+    full-resolution stem (keep_stem_float) and the head (keep_head_float). Input uint8, score float32.
+    """
+
+    activations: str = "static"
+    per_channel: bool = True
+    quantize_elementwise: bool = False
+    keep_head_float: bool = True
+    # As OnnxInt8Config.keep_stem_float: the full-resolution convolutions (a ViT's patch conv, a
+    # ResNet's stem) and the element-wise ops before them stay float.
+    keep_stem_float: bool = True
+    calibration_batch: int = 8
+    version: int = CONFIG_VERSION
+
+    def __post_init__(self) -> None:
+        _version(self.version)
+        _choice(self.activations, EXECUTORCH_ACTIVATIONS, "activations")
+        if self.quantize_elementwise and self.activations == "dynamic":
+            raise ConfigError("quantize_elementwise needs activations='static' (XNNPACK quantizes only "
+                              "convolutions and linears dynamically)")
+        if self.calibration_batch < 1:
+            raise ConfigError(f"calibration_batch={self.calibration_batch} must be >= 1")
+
+    @property
+    def needs_calibration(self) -> bool:
+        return self.activations == "static"
+
+
+@dataclass(frozen=True)
+class LiteRTInt8Config:
+    """LiteRT static INT8: PT2E with litert-torch's PT2EQuantizer on the image encoder only.
+
+    Quantized: the convolutions, linears, adds and muls of the encoder (int8 weights, symmetric, per
+    output channel by default; int8 per-tensor activations from a histogram observer). The head (PCA
+    projection, cosine logits, softmax, weighted sum) stays float: LiteRT's int8 SOFTMAX needs an output
+    scale of 1/256, so a whole-model INT8 .tflite fails to load. The input stays uint8, the score float32.
+    """
+
+    per_channel: bool = True
+    keep_head_float: bool = True
+    calibration_batch: int = 8   # images per calibration forward pass (any batch: calibration is dynamic)
+    version: int = CONFIG_VERSION
+
+    def __post_init__(self) -> None:
+        _version(self.version)
+        if not self.keep_head_float:
+            raise ConfigError("keep_head_float=False: LiteRT's int8 SOFTMAX requires an output scale of 1/256, "
+                              "so a whole-model INT8 .tflite fails to load; the head must stay float")
+        if self.calibration_batch < 1:
+            raise ConfigError(f"calibration_batch={self.calibration_batch} must be >= 1")
+
+
 QuantConfig = OnnxInt8Config | TensorRTInt8Config | OnnxFp16Config | CoreMLWeightsConfig | CoreMLW8A8Config
+QuantConfig = QuantConfig | ExecuTorchInt8Config
+QuantConfig = QuantConfig | LiteRTInt8Config
 
 CONFIG_TYPES: dict[str, type] = {
     "onnx_int8": OnnxInt8Config,
@@ -166,6 +230,8 @@ CONFIG_TYPES: dict[str, type] = {
     "onnx_fp16": OnnxFp16Config,
     "coreml_weights": CoreMLWeightsConfig,
     "coreml_w8a8": CoreMLW8A8Config,
+    "executorch_int8": ExecuTorchInt8Config,
+    "litert_int8": LiteRTInt8Config,
 }
 _KIND_OF = {cls: kind for kind, cls in CONFIG_TYPES.items()}
 

@@ -23,7 +23,8 @@ import numpy as np
 
 from rali_edge.errors import ConfigError, NotRunnableHere, RaliEdgeError, UnsupportedOptionError
 from rali_edge.evaluation.budget import DriftBudget
-from rali_edge.evaluation.measure import DEFAULT_BATCH_SIZE, Measurement
+from rali_edge.evaluation.device_preprocess import device_drift_rows, measure_reference_on
+from rali_edge.evaluation.measure import DEFAULT_BATCH_SIZE, Measurement, measure_artifact
 from rali_edge.export.formats import REFERENCE_VARIANT, FormatCaps, Variant, all_variants, check_options
 from rali_edge.export.job import ExportResult
 from rali_edge.report import drift
@@ -56,7 +57,8 @@ def check_variant_options(keys: list[str], opset: int | None, calibration_source
             continue
         c, v = variants[key]
         try:
-            check_options(c.name, v.precision, None, opset if c.opsets is not None else None, c.default_input_kind)
+            check_options(c.name, v.precision, _batch(c), opset if c.opsets is not None else None,
+                          c.default_input_kind)
             if c.is_quantized(v.precision):
                 c.quant_kind_for(v.precision, v.quant_kind)
         except UnsupportedOptionError as exc:
@@ -64,6 +66,11 @@ def check_variant_options(keys: list[str], opset: int | None, calibration_source
         needs_calibration = c.is_quantized(v.precision) and c.quant_kind_for(v.precision, v.quant_kind).calibration
         if needs_calibration and not Path(calibration_source).exists():
             raise ConfigError(f"--formats {key} needs calibration images; {calibration_source} does not exist")
+
+
+def _batch(c: FormatCaps) -> int | None:
+    """Dynamic batch where the format has one; else batch 1, what a phone app runs (the runner chunks)."""
+    return None if c.dynamic_batch else 1
 
 
 def _size_mb(path: Path) -> float:
@@ -77,8 +84,9 @@ class _Bench:
 
     def __init__(self, bundle_dir: Path, sets, reference: Measurement, artifacts_dir: Path, calibration,
                  budget: DriftBudget, opset: int | None, batch: int, batch_size: int, repeats: int, warmup: int,
-                 threads: int | None):
+                 threads: int | None, device_sets: list):
         self.bundle_dir, self.sets, self.reference, self.artifacts_dir = bundle_dir, sets, reference, artifacts_dir
+        self.device_sets = device_sets   # [(DevicePreprocess, its eval sets)]
         self.calibration, self.budget, self.opset = calibration, budget, opset
         self.batch, self.batch_size, self.repeats, self.warmup, self.threads = batch, batch_size, repeats, warmup, threads
         self.failures: list[str] = []
@@ -87,12 +95,12 @@ class _Bench:
         row = BenchmarkRow("pytorch", "fp32", Status.OK, artifact=str(self.bundle_dir),
                            size_mb=_size_mb(self.bundle_dir))
         self._accuracy(row, "pytorch fp32", self.reference)
+        self._device_rows(row, "pytorch fp32", lambda dsets: measure_reference_on(
+            self.bundle_dir, dsets, self.batch_size, self.threads))
         self._time(row, self.reference)
         return row
 
     def row(self, c: FormatCaps, v: Variant) -> BenchmarkRow:
-        from rali_edge.evaluation.measure import measure_artifact
-
         label = f"{c.label} {v.label}"
         ok, why = c.runnable_here()
         try:
@@ -118,13 +126,15 @@ class _Bench:
         elif m.status == drift.NOT_RUNNABLE:
             row.status, row.detail = Status.NOT_RUNNABLE, m.reason
             row.reason = row.timing_reason = short_reason(m.reason)
-        elif m.status == drift.SIMULATED:
-            row.status, row.reason, row.detail = Status.SIMULATED, "PyTorch simulation", m.reason
-            row.timing_reason = short_reason(why)
-            self._accuracy(row, label, m)
         else:
+            if m.status == drift.SIMULATED:
+                row.status, row.reason, row.detail = Status.SIMULATED, "PyTorch simulation", m.reason
+                row.timing_reason = short_reason(why)
             self._accuracy(row, label, m)
-            self._time(row, m)
+            self._device_rows(row, label, lambda dsets: measure_artifact(
+                path, self.bundle_dir, dsets, self.batch_size, self.threads))
+            if m.status == drift.OK:
+                self._time(row, m)
         return row
 
     def _unmeasured(self, c: FormatCaps, v: Variant, status: Status, message: str) -> BenchmarkRow:
@@ -136,7 +146,7 @@ class _Bench:
 
         kind = c.quant_kind_for(v.precision, v.quant_kind) if c.is_quantized(v.precision) else None
         result = export_bundle(
-            self.bundle_dir, c.name, v.precision, opset=self.opset if c.opsets is not None else None,
+            self.bundle_dir, c.name, v.precision, batch=_batch(c), opset=self.opset if c.opsets is not None else None,
             out_dir=self.artifacts_dir, name=f"model-{v.key}",
             calibration=self.calibration() if kind is not None and kind.calibration else None,
             quant_kind=kind.name if kind is not None else None)
@@ -151,6 +161,16 @@ class _Bench:
         for attr in ("plcc", "srcc", "dplcc", "dsrcc"):
             vals = [getattr(r, attr) for r in rows if getattr(r, attr) is not None]
             setattr(row, attr, float(np.mean(vals)) if vals else None)
+        self._gate(row, rows)
+
+    def _device_rows(self, row: BenchmarkRow, label: str, measure) -> None:
+        """Drift on each device preprocessing's pixels (against float on the training pixels), gated alike."""
+        for device, dsets in self.device_sets:
+            rows = device_drift_rows(label, measure(dsets), dsets, self.sets, self.reference, device)
+            row.drift += [r.to_dict() for r in rows]
+            self._gate(row, rows)
+
+    def _gate(self, row: BenchmarkRow, rows) -> None:
         problems = self.budget.failures(rows)
         if problems:
             self.failures += problems
@@ -187,6 +207,7 @@ def run_benchmark(
     opset: int | None = None,
     seed: int = 0,
     threads: int | None = None,
+    device_preprocess: str | Sequence[str] | None = None,
     progress: bool = True,
 ) -> BenchmarkReport:
     """Export, validate and time each requested variant; write the reports into out_dir.
@@ -194,8 +215,13 @@ def run_benchmark(
     calibration: meta file or image folder for INT8 (default: the first meta file). batch: the batch
     of the img/s column; batch_size: images per runtime call when measuring accuracy (as validate).
     threads: intra-op threads for PyTorch and ONNX Runtime (None: their defaults, all cores).
+    device_preprocess: device preprocessings (names or a comma list, see
+    rali_edge.evaluation.device_preprocess) whose drift every measured row also reports and is gated on.
     """
+    from rali_edge.evaluation.device_preprocess import parse_device_preprocess
+
     keys = parse_formats(formats)
+    devices = parse_device_preprocess(device_preprocess)
     budget = DriftBudget(max_plcc_drop, max_srcc_drop)
     if not metas:
         raise ConfigError("the benchmark needs at least one meta file (--meta)")
@@ -208,7 +234,7 @@ def run_benchmark(
     check_variant_options(keys, opset, calibration_source)
     with _torch_threads(threads):
         return _run(Path(bundle_dir), keys, metas, image_root, Path(out_dir), calibration_source, calibration_size,
-                    budget, batch, batch_size, repeats, warmup, opset, seed, threads, progress)
+                    budget, batch, batch_size, repeats, warmup, opset, seed, threads, devices, progress)
 
 
 @contextlib.contextmanager
@@ -239,10 +265,12 @@ def _calibration_factory(source, image_root, preprocess, size: int, seed: int):
 
 
 def _run(bundle_dir: Path, keys, metas, image_root, out_dir: Path, calibration_source, calibration_size,
-         budget: DriftBudget, batch, batch_size, repeats, warmup, opset, seed, threads, progress) -> BenchmarkReport:
+         budget: DriftBudget, batch, batch_size, repeats, warmup, opset, seed, threads, devices,
+         progress) -> BenchmarkReport:
     from tqdm import tqdm
 
     from rali_edge.bundle import load_bundle
+    from rali_edge.evaluation.device_preprocess import load_device_sets
     from rali_edge.evaluation.evalset import load_eval_sets, unreadable
     from rali_edge.evaluation.measure import measure_reference
     from rali_edge.report.environment import collect_environment
@@ -252,8 +280,9 @@ def _run(bundle_dir: Path, keys, metas, image_root, out_dir: Path, calibration_s
     sets = load_eval_sets(metas, image_root, pre)
     reference = measure_reference(bundle_dir, sets, batch_size, threads)
     calibration = _calibration_factory(calibration_source, image_root, pre, calibration_size, seed)
+    device_sets = [(d, load_device_sets(sets, metas, image_root, pre, d)) for d in devices]
     bench = _Bench(bundle_dir, sets, reference, out_dir / "artifacts", calibration, budget, opset, batch,
-                   batch_size, repeats, warmup, threads)
+                   batch_size, repeats, warmup, threads, device_sets)
     bench.failures += unreadable(sets)
     variants = all_variants()
     rows = []
@@ -268,7 +297,7 @@ def _run(bundle_dir: Path, keys, metas, image_root, out_dir: Path, calibration_s
         environment=collect_environment(threads=threads or _threads()),
         settings={"formats": keys, "batch": batch, "batch_size": batch_size, "repeats": repeats, "warmup": warmup,
                   "opset": opset, "calibration": str(calibration_source), "calibration_size": calibration_size,
-                  "seed": seed, "threads": threads,
+                  "seed": seed, "threads": threads, "device_preprocess": [d.to_dict() for d in devices],
                   "skipped_images": [{"dataset": s.dataset, **b} for s in sets for b in s.bad_images],
                   "metas": [str(m) for m in metas], "image_root": str(image_root)},
         budget=budget.to_dict(), failures=bench.failures,

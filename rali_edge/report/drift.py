@@ -1,5 +1,8 @@
 """Drift of an artifact against the float model: PLCC/SRCC vs ground truth, their change vs float,
-score MAE and max |change| vs float, embedding cosine. One `DriftRow` per (artifact, dataset).
+score MAE and max |change| vs float, embedding cosine. One `DriftRow` per (artifact, dataset), and with
+device preprocessing (rali_edge.evaluation.device_preprocess) one more per (artifact, dataset, variant):
+its `dataset` reads `<dataset>@<variant>`, its `device_preprocess` names the variant, and it is compared
+with the float model on the TRAINING preprocessing.
 
 Sign convention: dplcc = plcc(artifact) - plcc(float); a drop is a negative dplcc. The gate fails a
 row when -dplcc > max_plcc_drop (or -dsrcc > max_srcc_drop).
@@ -40,6 +43,7 @@ class DriftRow:
     status: str = OK
     reason: str | None = None
     embedding_reason: str | None = None   # why embedding_cosine is null, when it is
+    device_preprocess: str | None = None  # the device preprocessing the pixels had; None: the training one
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)

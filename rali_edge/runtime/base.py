@@ -103,6 +103,8 @@ class Runner(ABC):
         """uint8 pixels -> what the artifact's input expects (see export.spec.INPUT_KINDS)."""
         if self.input_kind == "uint8":
             return pixels
+        if self.input_kind == "uint8_nhwc":
+            return np.ascontiguousarray(pixels.transpose(0, 2, 3, 1))
         unit = pixels.astype(np.float32) / np.float32(255.0)
         if self.input_kind == "unit":
             return unit
