@@ -29,9 +29,9 @@ def test_dispatch_by_artifact_type(bundle, tmp_path):
                         ".mlpackage": CoreMLRunner, ".engine": TensorRTRunner}.items():
         (tmp_path / f"m{suffix}").touch()
         assert runner_class(tmp_path / f"m{suffix}") is cls
-    (tmp_path / "m.tflite").touch()
+    (tmp_path / "m.h5").touch()
     with pytest.raises(ConfigError, match="not a runnable artifact"):
-        runner_class(tmp_path / "m.tflite")
+        runner_class(tmp_path / "m.h5")
     with pytest.raises(ConfigError, match="no such"):
         open_runner(tmp_path / "missing.onnx")
 
