@@ -270,3 +270,29 @@ def sample_rows() -> list[BenchmarkRow]:
                      plcc=0.91, srcc=0.9, dplcc=-0.0001, dsrcc=0.0,
                      timing_reason="Core ML prediction needs macOS", scores=scores + 0.001),
     ]
+
+
+# ---------------------------------------------------------------- photo case (on-device runtimes)
+
+
+def build_photo_case(tmp_path_factory) -> tuple[Path, Path, Path]:
+    """(bundle, meta, image folder): a random-weight open_clip scorer and 12 labelled photo crops."""
+    import json
+
+    from PIL import Image
+
+    from rali_edge.export.samples import sample_crops
+    from rali_edge.model.tiny import make_random_bundle
+
+    torch.manual_seed(0)
+    root = tmp_path_factory.mktemp("photo_case")
+    bundle = make_random_bundle(root / "bundle")
+    img_dir = root / "img"
+    img_dir.mkdir()
+    items = []
+    for i, arr in enumerate(sample_crops(12, 48, seed=1)):
+        Image.fromarray(arr).save(img_dir / f"{i}.png")
+        items.append({"image": f"{i}.png", "gt_score_norm": 1.0 + 4.0 * i / 11})
+    meta = root / "photos.json"
+    meta.write_text(json.dumps(items))
+    return bundle, meta, img_dir

@@ -116,3 +116,9 @@ def scorer_case(tmp_path_factory):
 def int8_case(scorer_case):
     """The scorer_case float ONNX quantized INT8 (cpu profile) with a calibration set from train.json."""
     return _helpers().build_int8_case(scorer_case)
+
+
+@pytest.fixture(scope="session")
+def photo_case(tmp_path_factory):
+    """(bundle, meta, image folder): a random-weight open_clip scorer and 12 labelled photo crops."""
+    return _helpers().build_photo_case(tmp_path_factory)

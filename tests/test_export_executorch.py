@@ -16,50 +16,17 @@ pytest.importorskip("executorch", reason="ExecuTorch tests need the [executorch]
 
 from rali_edge.errors import ConfigError, ExportError, NotRunnableHere  # noqa: E402
 from rali_edge.export.api import export_bundle  # noqa: E402
+from rali_edge.export.samples import sample_crops  # noqa: E402
 from rali_edge.export.executorch_program import DYNAMIC_MAX_BATCH, METADATA_METHOD, sidecar_path  # noqa: E402
 from rali_edge.runtime.executorch_runner import ExecuTorchRunner  # noqa: E402
 
 pytestmark = pytest.mark.slow   # every test lowers a program (10-30 s each on 2 cores)
 
-PHOTOS = ("astronaut", "coffee", "chelsea", "rocket")
-
-
-def _photo_crops(n: int, size: int, seed: int = 0) -> list[np.ndarray]:
-    """n RGB crops of scikit-image's sample photos: real image statistics for calibration, no download."""
-    import skimage.data
-    from PIL import Image
-
-    rng = np.random.default_rng(seed)
-    out = []
-    for i in range(n):
-        photo = getattr(skimage.data, PHOTOS[i % len(PHOTOS)])()
-        h, w = photo.shape[:2]
-        side = int(rng.integers(min(h, w) // 3, min(h, w)))
-        y, x = int(rng.integers(0, h - side + 1)), int(rng.integers(0, w - side + 1))
-        out.append(np.asarray(Image.fromarray(photo[y:y + side, x:x + side]).resize((size, size)), np.uint8))
-    return out
-
 
 @pytest.fixture(scope="module")
-def tiny(tmp_path_factory):
-    """(bundle, meta, image folder): a random-weight open_clip scorer and 12 labelled photo crops."""
-    import torch
-    from PIL import Image
-
-    from rali_edge.model.tiny import make_random_bundle
-
-    torch.manual_seed(0)
-    root = tmp_path_factory.mktemp("executorch")
-    bundle = make_random_bundle(root / "bundle")
-    img_dir = root / "img"
-    img_dir.mkdir()
-    items = []
-    for i, arr in enumerate(_photo_crops(12, 48, seed=1)):
-        Image.fromarray(arr).save(img_dir / f"{i}.png")
-        items.append({"image": f"{i}.png", "gt_score_norm": 1.0 + 4.0 * i / 11})
-    meta = root / "photos.json"
-    meta.write_text(json.dumps(items))
-    return bundle, meta, img_dir
+def tiny(photo_case):
+    """(bundle, meta, image folder): conftest's random-weight scorer and 12 labelled photo crops."""
+    return photo_case
 
 
 @pytest.fixture(scope="module")
@@ -75,7 +42,7 @@ def _pixels(bundle: Path, n: int, seed: int = 2) -> np.ndarray:
     from rali_edge.model.preprocess import resize_and_crop, to_uint8_tensor
 
     pre = load_bundle(bundle).config.preprocess
-    crops = _photo_crops(n, 48, seed)
+    crops = sample_crops(n, 48, seed)
     return np.stack([to_uint8_tensor(resize_and_crop(Image.fromarray(a), pre)).numpy() for a in crops])
 
 

@@ -15,55 +15,21 @@ pytest.importorskip("litert_torch", reason="LiteRT tests need the [litert] extra
 
 from rali_edge.errors import ConfigError, ExportError, NotRunnableHere, UnsupportedOptionError  # noqa: E402
 from rali_edge.export.api import export_bundle  # noqa: E402
+from rali_edge.export.samples import sample_crops  # noqa: E402
 from rali_edge.runtime.litert_runner import LiteRTRunner  # noqa: E402
-
-PHOTOS = ("astronaut", "coffee", "chelsea", "rocket")
-
-
-def _photo_crops(n: int, size: int, seed: int = 0) -> list[np.ndarray]:
-    """n RGB crops of scikit-image's sample photos (real image statistics, no download)."""
-    import skimage.data
-    from PIL import Image
-
-    rng = np.random.default_rng(seed)
-    out = []
-    for i in range(n):
-        photo = getattr(skimage.data, PHOTOS[i % len(PHOTOS)])()
-        h, w = photo.shape[:2]
-        side = int(rng.integers(min(h, w) // 3, min(h, w)))
-        y, x = int(rng.integers(0, h - side + 1)), int(rng.integers(0, w - side + 1))
-        crop = Image.fromarray(photo[y:y + side, x:x + side]).resize((size, size), Image.BICUBIC)
-        out.append(np.asarray(crop, dtype=np.uint8))
-    return out
 
 
 @pytest.fixture(scope="module")
-def tiny(tmp_path_factory):
-    """(bundle, meta, image folder): a random-weight open_clip scorer and 12 labelled photo crops."""
-    import torch
-    from PIL import Image
-
-    from rali_edge.model.tiny import make_random_bundle
-
-    torch.manual_seed(0)
-    root = tmp_path_factory.mktemp("litert")
-    bundle = make_random_bundle(root / "bundle")
-    img_dir = root / "img"
-    img_dir.mkdir()
-    items = []
-    for i, arr in enumerate(_photo_crops(12, 48, seed=1)):
-        Image.fromarray(arr).save(img_dir / f"{i}.png")
-        items.append({"image": f"{i}.png", "gt_score_norm": 1.0 + 4.0 * i / 11})
-    meta = root / "photos.json"
-    meta.write_text(json.dumps(items))
-    return bundle, meta, img_dir
+def tiny(photo_case):
+    """(bundle, meta, image folder): conftest's random-weight scorer and 12 labelled photo crops."""
+    return photo_case
 
 
 @pytest.fixture(scope="module")
 def calibration():
     from rali_edge.calibration import from_pixels
 
-    pixels = np.stack([a.transpose(2, 0, 1) for a in _photo_crops(24, 32, seed=2)])
+    pixels = np.stack([a.transpose(2, 0, 1) for a in sample_crops(24, 32, seed=2)])
     return from_pixels(np.ascontiguousarray(pixels), "scikit-image photo crops")
 
 
@@ -86,7 +52,7 @@ def _pytorch_scores(bundle: Path, pixels: np.ndarray) -> np.ndarray:
 
 
 def _eval_pixels(n: int = 5) -> np.ndarray:
-    return np.ascontiguousarray(np.stack([a.transpose(2, 0, 1) for a in _photo_crops(n, 32, seed=3)]))
+    return np.ascontiguousarray(np.stack([a.transpose(2, 0, 1) for a in sample_crops(n, 32, seed=3)]))
 
 
 def test_fp32_matches_pytorch_in_litert(tiny, exported):
