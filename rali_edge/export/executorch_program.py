@@ -365,7 +365,7 @@ def validate_program(path: Path, spec: ExportSpec, pixels: np.ndarray, reference
                      props: dict[str, str]) -> dict:
     """Interface, then metadata, then shapes, then values, run by ExecuTorch's runtime; every failure
     is collected before ValidationFailed is raised."""
-    from rali_edge.export.onnx import check_values
+    from rali_edge.export.onnx import check_shapes, check_single, check_values
     from rali_edge.runtime.executorch_runner import ExecuTorchRunner
 
     try:
@@ -382,10 +382,10 @@ def validate_program(path: Path, spec: ExportSpec, pixels: np.ndarray, reference
         failures.append(f"running {path} in ExecuTorch failed: {type(exc).__name__}: {exc}")
     report = {"n_images": int(len(pixels)), "tolerance": spec.tolerance, "runtime": "executorch"}
     if outs:
-        failures += check_shapes(outs, len(pixels), reference)
+        check_shapes(outs, len(pixels), reference, failures)
         report.update(check_values(outs, reference, spec.tolerance, failures))
         if spec.dynamic and len(pixels) > 1:
-            failures += check_single(runner, pixels, outs)
+            check_single(runner, pixels, outs, failures)
     if failures:
         raise ValidationFailed(failures)
     return report
@@ -410,25 +410,6 @@ def check_interface(meta, spec: ExportSpec) -> list[str]:
         if out != "float32":
             failures.append(f"output {spec.output_names[i]!r} is {out}, expected float32")
     return failures
-
-
-def check_shapes(outs: dict[str, np.ndarray], n: int, reference: dict[str, np.ndarray]) -> list[str]:
-    failures = []
-    for name, got in outs.items():
-        want = (n,) + tuple(reference[name].shape[1:])
-        if tuple(got.shape) != want:
-            failures.append(f"output {name!r} has shape {list(got.shape)}, expected {list(want)}")
-    return failures
-
-
-def check_single(runner, pixels: np.ndarray, outs: dict[str, np.ndarray]) -> list[str]:
-    """A dynamic batch axis must also take one image, with the same result as inside a batch."""
-    one = runner.run(pixels[:1])["score"]
-    if one.shape != (1,):
-        return [f"batch of 1 gives score shape {list(one.shape)}, expected [1]"]
-    if abs(float(one[0]) - float(outs["score"][0])) > 1e-5:
-        return ["the score of an image alone differs from its score inside a batch by more than 1e-5"]
-    return []
 
 
 def read_program_metadata(program) -> dict[str, str] | None:

@@ -169,17 +169,18 @@ def validate_session(path: Path, spec: ExportSpec, pixels: np.ndarray, reference
         failures.append(f"running {path} failed: {type(exc).__name__}: {exc}")
     report = {"n_images": int(len(pixels)), "tolerance": spec.tolerance}
     if outs:
-        _check_shapes(outs, spec, len(pixels), reference, failures)
+        check_shapes(outs, len(pixels), reference, failures)
         report.update(check_values(outs, reference, spec.tolerance, failures))
         if spec.dynamic and len(pixels) > 1:
-            _check_single(runner, pixels, outs, failures)
+            check_single(runner, pixels, outs, failures)
     if failures:
         raise ValidationFailed(failures)
     return report
 
 
-def _check_single(runner, pixels: np.ndarray, outs: dict, failures: list[str]) -> None:
-    """A dynamic batch axis must also take one image, with the same result as inside a batch."""
+def check_single(runner, pixels: np.ndarray, outs: dict, failures: list[str]) -> None:
+    """A dynamic batch axis must also take one image, with the same result as inside a batch
+    (shared by every backend that validates in its runtime)."""
     one = runner.run(pixels[:1])
     if one["score"].shape != (1,):
         failures.append(f"batch of 1 gives score shape {list(one['score'].shape)}, expected [1]")
@@ -208,13 +209,15 @@ def _check_names(session, spec: ExportSpec, failures: list[str]) -> None:
         failures.append(f"outputs are {outputs}, expected {list(spec.output_names)}")
 
 
-def _check_shapes(outs, spec: ExportSpec, n: int, reference, failures: list[str]) -> None:
-    for name in spec.output_names:
-        if name not in outs:
+def check_shapes(outs, n: int, reference, failures: list[str]) -> None:
+    """Each output the reference has: batch n and the reference's other axes (names are checked
+    apart, per runtime)."""
+    for name, got in outs.items():
+        if name not in reference:
             continue
         want = (n,) + tuple(reference[name].shape[1:])
-        if tuple(outs[name].shape) != want:
-            failures.append(f"output {name!r} has shape {list(outs[name].shape)}, expected {list(want)}")
+        if tuple(got.shape) != want:
+            failures.append(f"output {name!r} has shape {list(got.shape)}, expected {list(want)}")
 
 
 def check_values(outs, reference, tolerance: float | None, failures: list[str]) -> dict:

@@ -68,11 +68,15 @@ class Runner(ABC):
 
     # ---------------------------------------------------------------- running
 
+    def require_available(self) -> None:
+        """NotRunnableHere, naming the artifact and the reason, when this runtime cannot run here."""
+        ok, why = self.available()
+        if not ok:
+            raise NotRunnableHere(f"{self.path}: cannot run here: {why}")
+
     def run(self, pixels: np.ndarray) -> dict[str, np.ndarray]:
         """uint8 RGB [B, 3, H, W] -> {"score": float [B], "embedding": float [B, M] when present}."""
-        ok, reason = self.available()
-        if not ok:
-            raise NotRunnableHere(f"{self.path}: cannot run here: {reason}")
+        self.require_available()
         pixels = self._check_pixels(pixels)
         inputs = self.convert_input(pixels)
         batch = self.fixed_batch

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-from rali_edge.errors import ExportError, NotRunnableHere
+from rali_edge.errors import ExportError
 from rali_edge.export.metadata import read_metadata
 from rali_edge.runtime.base import Runner
 
@@ -25,9 +25,7 @@ class LiteRTRunner(Runner):
 
     def __init__(self, path: str | Path, threads: int | None = None):
         self.path = Path(path)
-        ok, why = self.available()
-        if not ok:
-            raise NotRunnableHere(f"{self.path}: cannot run here: {why}")
+        self.require_available()   # before importing the runtime: say which extra is missing
         from rali_edge.export.litert_metadata import read_props
 
         self.metadata = read_metadata(read_props(self.path), str(self.path))

@@ -199,7 +199,7 @@ def _provenance(job: ExportJob, qjob: QuantizeJob, tmp: Path, details: dict) -> 
 
 def validate_interpreter(path: Path, spec: ExportSpec, pixels: np.ndarray, reference: dict) -> dict:
     """Input, then outputs, then values, run by LiteRTRunner; every failure collected, then raised."""
-    from rali_edge.export.onnx import check_values
+    from rali_edge.export.onnx import check_shapes, check_values
     from rali_edge.runtime.litert_runner import LiteRTRunner
 
     try:
@@ -213,10 +213,7 @@ def validate_interpreter(path: Path, spec: ExportSpec, pixels: np.ndarray, refer
     except Exception as exc:  # a graph that runs badly is a validation failure, with the reason
         failures.append(f"running {path} in LiteRT failed: {type(exc).__name__}: {exc}")
     report = {"n_images": int(len(pixels)), "tolerance": spec.tolerance, "runtime": "ai-edge-litert"}
-    for name, got in outs.items():
-        want = (len(pixels),) + tuple(reference[name].shape[1:])
-        if got.shape != want:
-            failures.append(f"output {name!r} has shape {list(got.shape)}, expected {list(want)}")
+    check_shapes(outs, len(pixels), reference, failures)
     report.update(check_values(outs, reference, spec.tolerance, failures))
     if failures:
         raise ValidationFailed(failures)
