@@ -15,6 +15,19 @@ from rali_edge.cli._common import console, friendly_errors, renamed
 from rali_edge.export.formats import all_quant_kinds
 
 
+def _calibration_set(source: Path, bundle: Path, size: int, seed: int, cache_dir, image_root):
+    """The calibration images, preprocessed with the bundle's preprocessing; its notes printed."""
+    from rali_edge.bundle import load_bundle
+    from rali_edge.calibration import build_calibration_set
+
+    pre = load_bundle(bundle).config.preprocess
+    calibration_set = build_calibration_set(source, pre, size=size, seed=seed, cache_dir=cache_dir,
+                                            image_root=image_root)
+    for note in calibration_set.notes:
+        console.print(f"[yellow]note:[/] {note}")
+    return calibration_set
+
+
 @friendly_errors
 def quantize(
     artifact: Path = typer.Argument(..., exists=True, help="The float artifact (.onnx or .mlpackage) to quantize."),
@@ -55,16 +68,8 @@ def quantize(
         raise ConfigError(f"--kind {kind} needs calibration images: --calibration META_OR_FOLDER --bundle BUNDLE")
     if calibration is not None and bundle is None:
         raise ConfigError("--calibration needs --bundle (its preprocessing decides the calibration pixels)")
-    calibration_set = None
-    if calibration is not None:
-        from rali_edge.bundle import load_bundle
-        from rali_edge.calibration import build_calibration_set
-
-        pre = load_bundle(bundle).config.preprocess
-        calibration_set = build_calibration_set(calibration, pre, size=calibration_size, seed=seed,
-                                                cache_dir=cache_dir, image_root=image_root)
-        for note in calibration_set.notes:
-            console.print(f"[yellow]note:[/] {note}")
+    calibration_set = None if calibration is None else _calibration_set(
+        calibration, bundle, calibration_size, seed, cache_dir, image_root)
     if drift_budget is not None:
         from rali_edge.quantize.sensitivity import quantize_to_budget
 
