@@ -16,7 +16,7 @@ $(PY):
 # Every install here applies it: without it pip may pull a newer multi-GB CUDA torch.
 CONSTRAINTS := constraints.txt
 # The demo exports and runs every format whose runtime installs here.
-EXTRAS := coreml,teacher,litert,executorch
+EXTRAS := coreml,teacher,litert,executorch,openvino,ray
 
 $(STAMP_DEMO): pyproject.toml $(CONSTRAINTS) | $(PY)
 	$(PY) -m pip install --quiet -c $(CONSTRAINTS) -e ".[$(EXTRAS)]"

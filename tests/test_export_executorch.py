@@ -113,7 +113,7 @@ def test_fp16_keeps_layer_norms_float32():
     import torch
     from torch import nn
 
-    from rali_edge.export.executorch_program import half_encoder
+    from rali_edge.export.executorch_fp16 import half_encoder
     from rali_edge.export.fold import fold_scorer
     from rali_edge.export.spec import ExportSpec
     from rali_edge.model.tiny import make_random_scorer
@@ -206,7 +206,7 @@ def test_stem_is_the_full_resolution_convolutions():
     import torch
     from torch import nn
 
-    from rali_edge.export.executorch_program import stem_nodes
+    from rali_edge.export.executorch_int8 import stem_nodes
 
     net = nn.Sequential(nn.Conv2d(3, 4, 3, stride=2), nn.BatchNorm2d(4), nn.ReLU(), nn.Conv2d(4, 4, 3, padding=1),
                         nn.ReLU(), nn.MaxPool2d(2), nn.Conv2d(4, 4, 3, padding=1)).eval()

@@ -3,10 +3,10 @@ ExecuTorch's own runtime. INT8 quantizes the PyTorch graph (PT2E), so there is n
 
 Precisions (input uint8 NCHW and score float32 in all three):
 - fp32: everything float32;
-- fp16: the image encoder in float16, the head float32 (executorch_program.half_encoder);
+- fp16: the image encoder in float16, the head float32 (executorch_fp16.half_encoder);
 - int8: the image encoder's convolutions and linears in INT8 by XNNPACKQuantizer, activations
   static (calibrated; the default kind) or dynamic (kind executorch-int8-dynamic); element-wise ops,
-  the full-resolution stem and the head stay float (ExecuTorchInt8Config, executorch_program.quantize_int8).
+  the full-resolution stem and the head stay float (ExecuTorchInt8Config, executorch_int8.quantize_int8).
 """
 
 from __future__ import annotations
@@ -22,7 +22,8 @@ FLOAT_PRECISIONS = ("fp32", "fp16")
 
 
 def export_float(job: ExportJob) -> ExportResult:
-    from rali_edge.export.executorch_program import half_encoder, require_executorch
+    from rali_edge.export.executorch_fp16 import half_encoder
+    from rali_edge.export.executorch_program import require_executorch
 
     require_executorch()
     if job.precision not in FLOAT_PRECISIONS:
@@ -35,7 +36,8 @@ def export_float(job: ExportJob) -> ExportResult:
 
 
 def export_quantized(job: ExportJob, qjob: QuantizeJob, float_path: Path | None, scratch: Path) -> ExportResult:
-    from rali_edge.export.executorch_program import float_weight_bytes, quantize_int8, require_executorch
+    from rali_edge.export.executorch_int8 import float_weight_bytes, quantize_int8
+    from rali_edge.export.executorch_program import require_executorch
     from rali_edge.export.quantized import finish
     from rali_edge.quantize.api import QuantizeResult, write_quant_json
 
