@@ -242,29 +242,9 @@ def align(backbone, triplets, image_root: str | os.PathLike[str], config: AlignC
     pixels = PixelSource([Path(image_root) / i for i in data.images], preprocess, cache=config.cache_pixels,
                          progress=progress and acc.is_main_process)
 
-    backbone.requires_grad_(False)
-    encoder = backbone.image_encoder()
-    encoder.requires_grad_(True)
-    if config.random_crop:
-        check_takes_crops(encoder, config.random_crop, preprocess.image_size, acc.device)
-    encoder.train()
-    if config.channels_last:
-        encoder.to(memory_format=torch.channels_last)
-    trainable = TowerWithRankScore(encoder, backbone.config.embed_dim).to(acc.device) if config.rank_weight else encoder
-    groups = [{"params": [p for p in encoder.parameters() if p.requires_grad]}]
-    if config.rank_weight:
-        groups.append({"params": [trainable.rank_w], "weight_decay": 0.0})  # a read-out, not a weight to shrink
-    opt = torch.optim.AdamW(groups, lr=config.lr, betas=(config.beta1, config.beta2), eps=config.eps,
-                            weight_decay=config.weight_decay)
+    encoder, trainable, opt = _trainable_encoder(backbone, config, preprocess.image_size, acc.device)
     ckpt_root = out_dir / "checkpoints"
-    start = 0
-    found = list_checkpoints(ckpt_root)
-    if found:
-        ckpt = load_checkpoint(found[-1])
-        _check_resume(ckpt.meta, config, data.key(), ckpt.path)
-        trainable.load_state_dict(ckpt.model_state)
-        opt.load_state_dict(ckpt.optimizer_state)
-        start = ckpt.step
+    start = _resume(ckpt_root, trainable, opt, config, data.key())
     log = out_dir / "log.jsonl"
     if acc.is_main_process:
         _trim_log(log, start)
@@ -285,11 +265,7 @@ def align(backbone, triplets, image_root: str | os.PathLike[str], config: AlignC
     for g in bar:
         last_loss, rank_loss = _train_step(acc, model, encoder, opt, plan, pixels, txt, scores, g, config)
         if acc.is_main_process:
-            row = {"step": g + 1, "epoch": g // plan.steps_per_epoch, "loss": last_loss, "lr": opt.param_groups[0]["lr"]}
-            if rank_loss is not None:
-                row["rank_loss"] = rank_loss
-            with open(log, "a", encoding="utf-8") as f:
-                f.write(json.dumps(row) + "\n")
+            _log_step(log, g, plan, last_loss, rank_loss, opt.param_groups[0]["lr"])
         bar.set_postfix(loss=f"{last_loss:.4f}")
         if (g + 1) % config.checkpoint_every == 0 and g + 1 < stop:
             checkpoint(g + 1)
@@ -297,18 +273,62 @@ def align(backbone, triplets, image_root: str | os.PathLike[str], config: AlignC
         checkpoint(stop)
     final = out_dir / "encoder.safetensors"
     if stop == plan.total and acc.is_main_process:
-        from safetensors.torch import save_file
-
-        # the encoder alone: the ranking read-out is a training aid, not part of the scorer
-        state = {k: v.detach().cpu().contiguous() for k, v in encoder.state_dict().items()}
-        with atomic_path(final) as tmp:
-            save_file(state, str(tmp))
+        _save_encoder(encoder, final)
     acc.wait_for_everyone()
     encoder.to(memory_format=torch.contiguous_format)  # later stages and exports expect the default layout
     backbone.requires_grad_(False)
     backbone.eval()
     return AlignResult(encoder_path=final, steps=stop, total_steps=plan.total, last_loss=last_loss,
                        halted=stop < plan.total)
+
+
+def _trainable_encoder(backbone, config: AlignConfig, image_size: int, device):
+    """The image tower set to train (the rest frozen), what the optimiser steps (the tower, plus the
+    rank read-out when the rank loss is on) and its AdamW."""
+    backbone.requires_grad_(False)
+    encoder = backbone.image_encoder()
+    encoder.requires_grad_(True)
+    if config.random_crop:
+        check_takes_crops(encoder, config.random_crop, image_size, device)
+    encoder.train()
+    if config.channels_last:
+        encoder.to(memory_format=torch.channels_last)
+    trainable = TowerWithRankScore(encoder, backbone.config.embed_dim).to(device) if config.rank_weight else encoder
+    groups = [{"params": [p for p in encoder.parameters() if p.requires_grad]}]
+    if config.rank_weight:
+        groups.append({"params": [trainable.rank_w], "weight_decay": 0.0})  # a read-out, not a weight to shrink
+    opt = torch.optim.AdamW(groups, lr=config.lr, betas=(config.beta1, config.beta2), eps=config.eps,
+                            weight_decay=config.weight_decay)
+    return encoder, trainable, opt
+
+
+def _resume(ckpt_root: Path, trainable, opt, config: AlignConfig, data_key: str) -> int:
+    """Load the newest checkpoint (after checking it belongs to this run); the step to start from."""
+    found = list_checkpoints(ckpt_root)
+    if not found:
+        return 0
+    ckpt = load_checkpoint(found[-1])
+    _check_resume(ckpt.meta, config, data_key, ckpt.path)
+    trainable.load_state_dict(ckpt.model_state)
+    opt.load_state_dict(ckpt.optimizer_state)
+    return ckpt.step
+
+
+def _log_step(log: Path, g: int, plan: AlignPlan, loss: float, rank_loss: float | None, lr: float) -> None:
+    row = {"step": g + 1, "epoch": g // plan.steps_per_epoch, "loss": loss, "lr": lr}
+    if rank_loss is not None:
+        row["rank_loss"] = rank_loss
+    with open(log, "a", encoding="utf-8") as f:
+        f.write(json.dumps(row) + "\n")
+
+
+def _save_encoder(encoder, final: Path) -> None:
+    """The encoder alone: the ranking read-out is a training aid, not part of the scorer."""
+    from safetensors.torch import save_file
+
+    state = {k: v.detach().cpu().contiguous() for k, v in encoder.state_dict().items()}
+    with atomic_path(final) as tmp:
+        save_file(state, str(tmp))
 
 
 def _train_step(acc, model, encoder, opt, plan: AlignPlan, pixels, txt: torch.Tensor, scores: torch.Tensor, g: int,
