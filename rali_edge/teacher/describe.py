@@ -142,16 +142,8 @@ def describe_with_model(
     """
     from transformers import set_seed
 
-    from rali_edge.data.images import load_images
-
     records, seeds = list(records), list(seeds)
-    if not records or not seeds:
-        raise DataError("describe: need at least one record and one seed")
-    if batch_size < 1:
-        raise ConfigError(f"batch size must be >= 1, got {batch_size}")
-    missing = [r.image for r in records if r.score is None]
-    if missing:
-        raise DataError(f"describe: {len(missing)} record(s) have no gt_score_norm (first: {missing[0]})")
+    _check_describe_inputs(records, seeds, batch_size)
     processor.tokenizer.padding_side = "left"  # batched generation continues every prompt at its end
     out_path = Path(out_path)
     unique = list({r.image: r for r in records}.values())
@@ -170,25 +162,8 @@ def describe_with_model(
                 for start in range(0, len(todo), batch_size):
                     batch = todo[start : start + batch_size]
                     set_seed(seed * 1_000_003 + start)
-                    loaded, bad = load_images([r.path for r in batch])
-                    for b in bad:  # unreadable images are logged and counted, never silently dropped
-                        malformed_log.write(str(b.path), seed, f"image not loadable: {b.reason}", "")
-                    stats.notes["bad_images"] = stats.notes.get("bad_images", 0) + len(bad)
-                    if not loaded:
-                        bar.update(len(batch))
-                        continue
-                    raws = _generate(model, processor, [img for _, img in loaded], sampling)
-                    for (i, _), raw in zip(loaded, raws, strict=True):
-                        record = batch[i]
-                        format_pass += format_ok(raw)
-                        parsed = parse_completion(raw)
-                        if isinstance(parsed, str):
-                            malformed_log.write(record.image, seed, parsed, raw)
-                            stats.malformed += 1
-                        else:
-                            text, rating = parsed
-                            writer.write(Triplet(record.image, float(record.score), seed, text, rating, raw, teacher_id))
-                            stats.written += 1
+                    format_pass += _describe_batch(batch, seed, model, processor, sampling, writer,
+                                                   malformed_log, stats)
                     bar.update(len(batch))
         finally:
             bar.close()
@@ -196,6 +171,44 @@ def describe_with_model(
     sampled = stats.written + stats.malformed
     stats.notes["format_pass_rate"] = format_pass / sampled if sampled else None
     return stats
+
+
+def _check_describe_inputs(records: list, seeds: list[int], batch_size: int) -> None:
+    if not records or not seeds:
+        raise DataError("describe: need at least one record and one seed")
+    if batch_size < 1:
+        raise ConfigError(f"batch size must be >= 1, got {batch_size}")
+    missing = [r.image for r in records if r.score is None]
+    if missing:
+        raise DataError(f"describe: {len(missing)} record(s) have no gt_score_norm (first: {missing[0]})")
+
+
+def _describe_batch(batch: list, seed: int, model: Any, processor: Any, sampling: SamplingConfig,
+                    writer: TripletWriter, malformed_log: _MalformedLog, stats: DescribeStats) -> int:
+    """Sample one completion per record of `batch`; write the well-formed ones, log the rest. Returns
+    how many completions passed the format check."""
+    from rali_edge.data.images import load_images
+
+    loaded, bad = load_images([r.path for r in batch])
+    for b in bad:  # unreadable images are logged and counted, never silently dropped
+        malformed_log.write(str(b.path), seed, f"image not loadable: {b.reason}", "")
+    stats.notes["bad_images"] = stats.notes.get("bad_images", 0) + len(bad)
+    if not loaded:
+        return 0
+    format_pass = 0
+    raws = _generate(model, processor, [img for _, img in loaded], sampling)
+    for (i, _), raw in zip(loaded, raws, strict=True):
+        record = batch[i]
+        format_pass += format_ok(raw)
+        parsed = parse_completion(raw)
+        if isinstance(parsed, str):
+            malformed_log.write(record.image, seed, parsed, raw)
+            stats.malformed += 1
+        else:
+            text, rating = parsed
+            writer.write(Triplet(record.image, float(record.score), seed, text, rating, raw, stats.teacher))
+            stats.written += 1
+    return format_pass
 
 
 def describe(
