@@ -1,228 +1,184 @@
-"""ORT INT8 vs FP32 latency of a ViT-B/16-size RALI scorer (224 px, RANDOM weights, real size).
+"""INT8 vs FP32 of a RALI scorer in every CPU runtime, against this CPU's own GEMM peaks.
 
 Not a test: run it by hand,
-    PYTHONPATH=. .venv/bin/python benchmarks/bench_int8.py [--workdir /tmp/rali-bench-int8] [--reps 7]
+    PYTHONPATH=. .venv/bin/python benchmarks/bench_int8.py [--model b16|tiny] [--reps 5] [--threads 2]
+        [--runtimes ort,openvino] [--steps all] [--profile 3] [--workdir /tmp/rali-bench-int8]
+        [--json out.json]
 
-Builds (once, cached in --workdir) an open_clip ViT-B-16 (QuickGELU, like CLIP) scorer bundle with random
-weights and a 512-d PCA / 250-basis head, exports it with rali_edge.export (ONNX, dynamic batch), and
-quantizes it with rali_edge.quantize: `int8` = the default OnnxInt8Config (cpu profile: MatMul/Gemm/Conv
-in INT8 with float outputs, head/LayerNorm/Softmax/QuickGELU float, bias Adds fused into
-MatMulIntegerToFloat), `int8-nobias` = the same without the bias fusion, `int8-noattn` = the default with
-the attention q@k / attn@v MatMuls left in float, `int8-plain` = ORT's plain static QDQ (every supported
-op quantized, outputs quantized, head quantized too). `fp32-mha` / `int8-mha` are the same export and
-default quantization WITHOUT the batch-first attention rewrite (rali_edge/export/attention.py; the export
-before 2026-11-23), to measure what the rewrite gives in the same run; their ratios are against `fp32-mha`.
-Latencies are medians of interleaved runs (each rep runs every model once at each batch size) so load
-drifts hit all models alike. Because the machine is shared, the process CPU time of each run is reported
-too (ORT thread spinning is disabled, so it counts work, not waiting): its ratios are the steadier
-estimate of what an idle machine would show.
-Results and the analysis of the remaining gap: benchmarks/RESULTS_int8.md.
+One run, on one machine, interleaved (each rep runs every variant once at each batch size, a different
+one first each time, then every GEMM), so load drifts hit everything alike and only same-run ratios
+are compared; a 1-minute load average above the CPU count is flagged (`busy`), as it makes them noise:
+- the CPU model and flags (AMX, VNNI, BF16 decide which INT8 kernels run);
+- the GEMM peaks of the runtime at the model's own weight-GEMM shapes at batch 8: ORT MatMul FP32,
+  ORT MatMulInteger u8 x s8, the Q/DQ MatMul as the INT8 scorer runs it, and torch bf16 where the CPU
+  has it (`_gemm_peaks.py`); `gemm_int8_over_fp32` = ORT MatMulInteger / ORT MatMul;
+- per variant (FP32 and INT8 artifact of each runtime in --runtimes, made by `export_bundle` /
+  `quantize` and run by the project's runners; `--steps` adds the ORT steps of `_int8_steps.py`):
+  ms at batch 1 and 8, speed-up vs ORT FP32 and vs its own runtime's FP32, the rate of the model's
+  GEMM work at batch 8 and its share of ORT's GEMM peak of its precision, and the max |score change|
+  vs the float PyTorch scorer on the six sample photographs;
+- the target that applies to this CPU (AMX: ORT INT8 >= 6x ORT FP32 at batch 8 and >= 50% of the
+  INT8 GEMM peak; otherwise >= 0.9 x the GEMM ratio of this run), what was achieved, met or not;
+- with --profile, ORT's per-op time of every ORT variant at batch 8 (`_ort_profile.py`).
+A runtime that is not installed, or not in the format table, is listed as not runnable, with why.
+History and analysis: benchmarks/RESULTS_int8.md.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
-import statistics
 import sys
 import time
 import warnings
-from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 
-IMAGE_SIZE = 224
+sys.path.insert(0, str(Path(__file__).resolve().parent))       # this folder: the _*.py helpers
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))   # the repository root: rali_edge
+
+import _bench_variants as bv  # noqa: E402
+import _int8_report as report  # noqa: E402
+from _gemm_peaks import gemm_calls, peaks  # noqa: E402
+from _gemm_work import gemm_work  # noqa: E402
+from _int8_steps import STEPS  # noqa: E402
+from _ort_profile import as_json, print_profiles, profile_models  # noqa: E402
+from _timing import load_average, time_interleaved  # noqa: E402
+
+DEFAULT_RUNTIMES = "ort,openvino"   # what fits in 10 minutes from an empty --workdir on 2 cores
 
 
-def build_bundle(workdir: Path) -> Path:
-    import open_clip
-    import torch
-
-    from rali_edge.bundle import CLIP_MEAN, CLIP_STD, Provenance
-    from rali_edge.model.backbone import build_backbone, open_clip_backbone_config
-    from rali_edge.model.scorer import RaliScorer
-    from rali_edge.model.tiny import random_head
-
-    out = workdir / "vitb16-random-bundle"
-    if (out / "config.json").is_file():
-        return out
-    model_cfg = dict(open_clip.get_model_config("ViT-B-16"), quick_gelu=True)
-    pcfg = {"size": IMAGE_SIZE, "mean": list(CLIP_MEAN), "std": list(CLIP_STD), "interpolation": "bicubic",
-            "resize_mode": "shortest"}
-    cfg = open_clip_backbone_config("ViT-B-16", None, model_cfg, pcfg)
-    torch.manual_seed(0)
-    backbone = build_backbone(cfg)
-    head = random_head(cfg.embed_dim, 512, 250, torch.Generator().manual_seed(0))
-    scorer = RaliScorer(backbone, head).eval()
-    prov = Provenance.now(seeds=[0], notes={"random_weights": True, "made_by": "benchmarks/bench_int8.py"})
-    return scorer.save(out, backbone.default_preprocess(), prov)
-
-
-def export_fp32(bundle: Path, workdir: Path) -> Path:
-    """The default export (batch-first attention), as `rali-edge export` writes it."""
-    from rali_edge.export.api import export_bundle
-
-    target = workdir / "vitb16-fp32-bfattn.onnx"  # named by variant: an older export is never served from cache
-    if not target.is_file():
-        export_bundle(bundle, "onnx", precision="fp32", out_dir=workdir, name=target.stem)
-    return target
-
-
-def export_fp32_mha(bundle: Path, workdir: Path) -> Path:
-    """The same export with the tower's own nn.MultiheadAttention (no attention rewrite), for comparison."""
-    from rali_edge.bundle import load_bundle
-    from rali_edge.export.fold import fold_scorer
-    from rali_edge.export.onnx import export_onnx
-    from rali_edge.export.spec import ExportSpec
-    from rali_edge.model.scorer import RaliScorer
-
-    target = workdir / "vitb16-fp32-mha.onnx"
-    if not target.is_file():
-        loaded = load_bundle(bundle)
-        pre = loaded.config.preprocess
-        folded = fold_scorer(RaliScorer.from_bundle(loaded).eval(), pre, ExportSpec(image_size=pre.image_size),
-                             attention_rewrite=False)
-        export_onnx(folded, ExportSpec(image_size=pre.image_size), target, 18, {})
-    return target
-
-
-def quantize_variants(fp32: Path, workdir: Path, calib: int, names: tuple[str, ...] | None = None) -> dict[str, Path]:
-    import hashlib
-    import json
-
-    from rali_edge.calibration import from_pixels
-    from rali_edge.quantize import OnnxInt8Config, config_to_dict, quantize
-
-    # Random pixels are enough to time the graph; accuracy is measured by tests and `rali-edge validate`.
-    pixels = np.random.default_rng(0).integers(0, 256, (calib, 3, IMAGE_SIZE, IMAGE_SIZE), dtype=np.uint8)
-    cal = from_pixels(pixels, "random uint8 pixels (benchmark only)", seed=0)
-    variants = {
-        "int8": OnnxInt8Config(),
-        "int8-nobias": OnnxInt8Config(fuse_bias=False),
-        "int8-noattn": OnnxInt8Config(quantize_attention_matmuls=False),
-        "int8-plain": OnnxInt8Config(op_types=("Conv", "MatMul", "Gemm", "Add", "Mul", "Softmax", "Sigmoid",
-                                               "LayerNormalization"), float_output_ops=(), keep_head_float=False,
-                                     exclude_layernorm=False, exclude_softmax=False, exclude_gelu=False),
-    }
-    out = {}
-    for name, config in variants.items():
-        if names is not None and name not in names:
-            continue
-        # the file name carries the source and a hash of the config, so nothing stale is served from cache
-        digest = hashlib.sha256(json.dumps(config_to_dict(config), sort_keys=True).encode()).hexdigest()[:8]
-        path = workdir / f"{fp32.stem}-{name}-{digest}.onnx"
-        if not path.is_file():
-            quantize(config, fp32, path, cal)
-        out[name] = path
-    return out
-
-
-def session(path: Path, threads: int):
-    import onnxruntime as ort
-
-    so = ort.SessionOptions()
-    so.intra_op_num_threads = threads
-    so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    # no busy-waiting: process CPU time then measures work, which sharing the cores distorts less
-    so.add_session_config_entry("session.intra_op.allow_spinning", "0")
-    return ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
-
-
-def ort_runner(path: Path, threads: int) -> Callable[[np.ndarray], np.ndarray]:
-    """pixels -> scores with `session(path, threads)`."""
-    s = session(path, threads)
-    return lambda pixels: s.run(None, {"pixels": pixels})[0]
-
-
-def bench_inputs(batches: tuple[int, ...]) -> dict[int, np.ndarray]:
-    """The uint8 pixels every model is timed on, one batch per size."""
-    rng = np.random.default_rng(1)
-    return {b: rng.integers(0, 256, (b, 3, IMAGE_SIZE, IMAGE_SIZE), dtype=np.uint8) for b in batches}
-
-
-def time_interleaved(runners: dict[str, Callable[[np.ndarray], object]], inputs: dict[int, np.ndarray],
-                     reps: int) -> tuple[dict, dict]:
-    """Medians of (wall ms, process CPU ms) per (runner, batch); each rep runs every runner once at each
-    batch size, so load drifts hit all of them alike. Warm the runners up first."""
-    wall: dict[tuple[str, int], list[float]] = {(n, b): [] for n in runners for b in inputs}
-    cpu: dict[tuple[str, int], list[float]] = {(n, b): [] for n in runners for b in inputs}
-    for _ in range(reps):
-        for b, pixels in inputs.items():
-            for name, run in runners.items():
-                c, t = time.process_time(), time.perf_counter()
-                run(pixels)
-                wall[(name, b)].append((time.perf_counter() - t) * 1000)
-                cpu[(name, b)].append((time.process_time() - c) * 1000)
-    med = lambda d: {k: statistics.median(v) for k, v in d.items()}  # noqa: E731
-    return med(wall), med(cpu)
-
-
-def measure(models: dict[str, Path], batches: tuple[int, ...], reps: int, threads: int) -> tuple[dict, dict]:
-    """Medians of (wall ms, process CPU ms) per (model, batch)."""
-    runners = {name: ort_runner(p, threads) for name, p in models.items()}
-    inputs = bench_inputs(batches)
-    for run in runners.values():  # warm-up
-        for pixels in inputs.values():
-            run(pixels)
-    return time_interleaved(runners, inputs, reps)
-
-
-def add_common_arguments(ap: argparse.ArgumentParser, reps: int) -> None:
-    """Options shared with bench_int8_openvino.py, which reuses this script's cached exports in --workdir."""
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--model", choices=("b16", "tiny"), default="b16")
     ap.add_argument("--workdir", type=Path, default=Path("/tmp/rali-bench-int8"))
-    ap.add_argument("--reps", type=int, default=reps)
+    ap.add_argument("--reps", type=int, default=5)
     ap.add_argument("--threads", type=int, default=os.cpu_count() or 1)
     ap.add_argument("--calib", type=int, default=16, help="random calibration images (speed only)")
+    ap.add_argument("--runtimes", default=DEFAULT_RUNTIMES,
+                    help=f"comma list of {', '.join(bv.RUNTIME_FORMATS)} (default {DEFAULT_RUNTIMES})")
+    ap.add_argument("--steps", default="", help=f"ORT INT8 steps to time too: 'all' or a comma list of "
+                    f"{', '.join(STEPS)} (benchmarks/RESULTS_int8.md)")
+    ap.add_argument("--profile", type=int, default=0, metavar="ROUNDS",
+                    help="also profile every ORT variant at batch 8 (ORT's profiler, ROUNDS interleaved runs)")
+    ap.add_argument("--json", type=Path, default=None, help="also write the figures here")
+    args = ap.parse_args(argv)
+    args.runtimes = _names(ap, args.runtimes, bv.RUNTIME_FORMATS, "--runtimes")
+    if "ort" not in args.runtimes:
+        ap.error("--runtimes must include ort: every ratio is against ORT FP32")
+    args.steps = list(STEPS) if args.steps == "all" else _names(ap, args.steps, STEPS, "--steps")
+    if args.reps < 1:
+        ap.error("--reps must be >= 1")
+    return args
+
+
+def _names(ap: argparse.ArgumentParser, text: str, known, option: str) -> list[str]:
+    names = [n.strip() for n in text.split(",") if n.strip()]
+    unknown = [n for n in names if n not in known]
+    if unknown:
+        ap.error(f"{option}: unknown {unknown}; choose from {', '.join(known)}")
+    return names
+
+
+def build_variants(args, bundle: Path) -> tuple[list[bv.Variant], dict[str, str]]:
+    calibration = bv.random_calibration(bundle, args.calib)
+    variants, not_runnable = [], {}
+    for runtime in args.runtimes:
+        made, why = bv.runtime_variants(runtime, bundle, args.workdir, calibration)
+        variants += made
+        if why:
+            not_runnable[runtime] = why
+    fp32 = bv.ort_fp32(bundle, args.workdir)
+    variants += [STEPS[name](fp32, args.workdir, calibration) for name in args.steps]
+    return variants, not_runnable
+
+
+def measure(args, env: dict) -> dict:
+    """Build every variant, then time all of them and the GEMM peaks in the same interleaved reps."""
+    bundle = bv.build_bundle(args.model, args.workdir)
+    variants, not_runnable = build_variants(args, bundle)
+    work = gemm_work(bv.ort_fp32(bundle, args.workdir))
+    bf16 = any(f in env["cpu_flags"] for f in ("avx512_bf16", "amx_bf16"))
+    gemms = gemm_calls(work.peak_shapes(), 8, args.threads, bf16)
+    runs = {v.name: bv.open_variant(v, args.threads) for v in variants}
+    samples, reference = bv.reference_scores(bundle)
+    changes = {name: bv.score_change(run, reference, samples) for name, run in runs.items()}
+    size = bv.image_size(bundle)
+    rng = np.random.default_rng(1)
+    inputs = {b: rng.integers(0, 256, (b, 3, size, size), dtype=np.uint8) for b in report.BATCHES}
+    models = {(name, b): (lambda run=run, x=x: run(x)) for b, x in inputs.items() for name, run in runs.items()}
+    load_before = load_average()
+    seconds, least = time_interleaved(models, gemms, args.reps)
+    load_after = load_average()
+    gemm = peaks({k: least[k] for k in gemms}, 8)   # a peak: the least time any round gave
+    ms, ms_min = ({k: t[k] * 1000 for k in models} for t in (seconds, least))
+    rows = report.variant_rows(variants, ms, ms_min, work.ops_per_image, gemm["gops"], changes)
+    profiles = {}
+    if args.profile:
+        ort_models = {v.name: v.path for v in variants if v.runtime == "ort"}
+        profiles = profile_models(ort_models, inputs[8], args.threads, args.profile, args.workdir)
+    return {"size": size, "work": work, "gemm": gemm, "rows": rows, "not_runnable": not_runnable,
+            "load_before": load_before, "load_after": load_after, "profiles": profiles}
+
+
+def document(args, env: dict, m: dict) -> dict:
+    """The JSON document: the keys issue 31 asks for, then every figure behind them."""
+    gops = m["gemm"]["gops"]
+    ratio = gops["int8"] / gops["fp32"]
+    default = m["rows"].get(report.DEFAULT_INT8, {})
+    return {
+        "cpu_model": env["cpu_model"], "cpu_flags": env["cpu_flags"], "gemm_int8_over_fp32": ratio,
+        "gemm_bf16_over_fp32": gops["bf16"] / gops["fp32"] if "bf16" in gops else None,
+        "speedup_b1": default.get("x_ort_fp32_b1"), "speedup_b8": default.get("x_ort_fp32_b8"),
+        "max_score_change": default.get("max_score_change"), "runtimes": report.runtime_summary(m["rows"]),
+        "target": report.target(env["cpu_flags"], ratio, m["rows"].get(report.DEFAULT_INT8)),
+        "busy": any(x is not None and x[0] > env["usable_cpus"] for x in (m["load_before"], m["load_after"])),
+        "model": args.model, "threads": args.threads, "reps": args.reps, "load_before": m["load_before"],
+        "load_after": m["load_after"], "gemm": m["gemm"], "model_gemm_gop_per_image": m["work"].ops_per_image / 1e9,
+        "uncounted_gemm_nodes": list(m["work"].uncounted), "variants": m["rows"], "not_runnable": m["not_runnable"],
+        "ort_profiles_b8_ms": as_json(m["profiles"]), "environment": env,
+    }
+
+
+def print_report(args, env: dict, m: dict, doc: dict) -> None:
+    print(f"{env['cpu_model']}; flags: {', '.join(env['cpu_flags']) or 'none listed'}; {args.threads} threads; "
+          f"{args.model} scorer, {m['size']} px, {m['work'].ops_per_image / 1e9:.2f} GOP of GEMMs per image; "
+          f"median of {args.reps} interleaved reps")
+    print(f"load average (1/5/15 min) before {_load(m['load_before'])}, after {_load(m['load_after'])} "
+          "(other processes share the cores)")
+    if doc["busy"]:
+        print("WARNING: the 1-minute load average exceeded the CPU count: other processes took turns on the "
+              "cores, so the ratios below (the GEMM peaks' above all) are unreliable; rerun on a quiet machine")
+    report.print_gemm(m["gemm"], 8)
+    report.print_rows(m["rows"])
+    for runtime, why in m["not_runnable"].items():
+        print(f"{runtime}: not runnable here: {why}")
+    report.print_target(doc["target"], doc["busy"])
+    print_profiles(m["profiles"])
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    add_common_arguments(ap, reps=7)
-    args = ap.parse_args(argv)
+    from rali_edge._atomic import atomic_write_json
+    from rali_edge.report.environment import collect_environment
+
+    args = parse_args(argv)
     warnings.filterwarnings("ignore")
+    started = time.perf_counter()
     args.workdir.mkdir(parents=True, exist_ok=True)
-    bundle = build_bundle(args.workdir)
-    fp32, fp32_mha = export_fp32(bundle, args.workdir), export_fp32_mha(bundle, args.workdir)
-    int8_mha = quantize_variants(fp32_mha, args.workdir, args.calib, ("int8",))["int8"]
-    models = {"fp32": fp32, **quantize_variants(fp32, args.workdir, args.calib), "fp32-mha": fp32_mha,
-              "int8-mha": int8_mha}
-    check_same_scores(fp32, fp32_mha)
-    batches = (1, 8)
-    load_before = os.getloadavg()
-    wall, cpu = measure(models, batches, args.reps, args.threads)
-    load_after = os.getloadavg()
-    print(f"ViT-B/16 RALI scorer, {IMAGE_SIZE} px, random weights; ORT CPU, {args.threads} threads, "
-          f"median of {args.reps} interleaved reps")
-    print(f"load average (1/5/15 min) before {load_before[0]:.1f}/{load_before[1]:.1f}/{load_before[2]:.1f}, "
-          f"after {load_after[0]:.1f}/{load_after[1]:.1f}/{load_after[2]:.1f} (other processes share the cores)")
-    print(f"{'model':<13}{'MB':>7}{'b1 ms':>9}{'b8 ms':>9}{'x b1':>7}{'x b8':>7}  |{'cpu b1':>9}{'cpu b8':>9}"
-          f"{'x b1':>7}{'x b8':>7}")
-    for name, path in models.items():
-        mb = path.stat().st_size / 2**20
-        base = "fp32-mha" if name.endswith("-mha") else "fp32"
-        wr = [wall[(base, b)] / wall[(name, b)] for b in batches]
-        cr = [cpu[(base, b)] / cpu[(name, b)] for b in batches]
-        print(f"{name:<13}{mb:>7.1f}{wall[(name, 1)]:>9.1f}{wall[(name, 8)]:>9.1f}{wr[0]:>7.2f}{wr[1]:>7.2f}  |"
-              f"{cpu[(name, 1)]:>9.1f}{cpu[(name, 8)]:>9.1f}{cr[0]:>7.2f}{cr[1]:>7.2f}")
-    print("attention rewrite speed-up (time without / time with), wall b1 b8 | cpu b1 b8:")
-    for new, old in (("fp32", "fp32-mha"), ("int8", "int8-mha")):
-        print(f"  {new:<6}" + "".join(f"{wall[(old, b)] / wall[(new, b)]:>7.2f}" for b in batches) + "  |"
-              + "".join(f"{cpu[(old, b)] / cpu[(new, b)]:>7.2f}" for b in batches))
+    env = collect_environment(threads=args.threads)
+    m = measure(args, env)
+    doc = document(args, env, m)
+    print_report(args, env, m, doc)
+    print(f"{time.perf_counter() - started:.0f} s in all (exports included)")
+    if args.json is not None:
+        atomic_write_json(args.json, {**doc, "seconds_total": time.perf_counter() - started})
     return 0
 
 
-def check_same_scores(a: Path, b: Path) -> None:
-    """The two float exports compute the same function (the rewrite is exact): fail loudly if not."""
-    rng = np.random.default_rng(2)
-    pixels = rng.integers(0, 256, (4, 3, IMAGE_SIZE, IMAGE_SIZE), dtype=np.uint8)
-    sa, sb = (session(p, 1).run(None, {"pixels": pixels})[0] for p in (a, b))
-    diff = float(np.max(np.abs(sa - sb)))
-    print(f"fp32 vs fp32-mha max |score difference| on 4 images: {diff:.2e}")
-    if diff > 1e-4:
-        raise SystemExit(f"the two float exports disagree by {diff:.3g}: the attention rewrite is not exact")
+def _load(load: tuple[float, float, float] | None) -> str:
+    return "unknown" if load is None else "/".join(f"{x:.1f}" for x in load)
 
 
 if __name__ == "__main__":
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
     sys.exit(main())

@@ -24,11 +24,14 @@ from pathlib import Path
 
 import numpy as np
 
-from rali_edge._atomic import atomic_write_json
 from rali_edge.errors import ConfigError
 from rali_edge.evaluation.budget import DriftBudget
 from rali_edge.evaluation.measure import DEFAULT_BATCH_SIZE
+from rali_edge.report.analysis import Analysis, AnalysisSettings
 from rali_edge.report.drift import FAILED, NOT_RUNNABLE, OK, SIMULATED, DriftRow
+from rali_edge.report.gallery import DEFAULT_WORST
+from rali_edge.report.slices import check_slice_by
+from rali_edge.report.validation_render import validation_analysis, write_validation_reports
 
 REPORT_FILE = "report.json"
 
@@ -40,6 +43,7 @@ class ValidationReport:
     budget: dict
     report_path: Path | None = None
     scores: dict[str, dict[str, np.ndarray]] = field(default_factory=dict)   # artifact -> dataset -> scores
+    analysis: Analysis | None = None   # per artifact: drift per slice, worst images (report/analysis.py)
 
     @property
     def passed(self) -> bool:
@@ -54,14 +58,41 @@ class ValidationReport:
                 "rows": [r.to_dict() for r in self.rows]}
 
 
+@dataclass
+class LocalMeasurer:
+    """Scores the eval sets in this process (every image's pixels in memory): the default engine."""
+
+    batch_size: int = DEFAULT_BATCH_SIZE
+    threads: int | None = None
+
+    def load(self, bundle_dir: Path, metas, image_root, preprocess):
+        """(the eval sets, the float bundle's Measurement on them)."""
+        from rali_edge.evaluation.evalset import load_eval_sets
+        from rali_edge.evaluation.measure import measure_reference
+
+        sets = load_eval_sets(metas, image_root, preprocess)
+        return sets, measure_reference(bundle_dir, sets, self.batch_size, self.threads)
+
+    def artifact(self, path: Path, bundle_dir: Path, sets):
+        from rali_edge.evaluation.measure import measure_artifact
+
+        return measure_artifact(path, bundle_dir, sets, self.batch_size, self.threads)
+
+
 def validate_artifacts(artifacts, bundle, metas, image_root, max_plcc_drop: float | None = None,
                        max_srcc_drop: float | None = None, out_dir: str | os.PathLike[str] | None = None,
                        batch_size: int = DEFAULT_BATCH_SIZE, threads: int | None = None,
-                       device_preprocess: str | Sequence[str] | None = None) -> ValidationReport:
-    """Measure every artifact's drift against the float bundle; write `<out_dir>/report.json`.
+                       device_preprocess: str | Sequence[str] | None = None, gate: str = "point",
+                       slice_by: str | Sequence[str] | None = None,
+                       worst: int = DEFAULT_WORST, measurer=None) -> ValidationReport:
+    """Measure every artifact's drift against the float bundle; write `<out_dir>/report.json`, `.md`, `.html`.
 
     `device_preprocess`: names (a sequence or a comma list) of device preprocessings to measure as well
-    (`bilinear`, `bilinear-noaa`, `nearest`, `jpeg<Q>`); unknown names are a ConfigError before any work."""
+    (`bilinear`, `bilinear-noaa`, `nearest`, `jpeg<Q>`); unknown names are a ConfigError before any work.
+    `gate`: "point" (the measured drop) or "upper" (the upper bound of its 95% interval) against the
+    budget. `slice_by`: meta fields to slice the drift by (None: every field; an unknown one is a
+    ConfigError before any work); `worst`: images per artifact in the report's gallery. `measurer`: who
+    scores the images (None: LocalMeasurer, pixels in this process; rali_edge.batch.drift.RayMeasurer: Ray)."""
     from rali_edge.bundle import load_bundle
     from rali_edge.evaluation.device_preprocess import (
         device_drift_rows,
@@ -69,11 +100,12 @@ def validate_artifacts(artifacts, bundle, metas, image_root, max_plcc_drop: floa
         measure_reference_on,
         parse_device_preprocess,
     )
-    from rali_edge.evaluation.evalset import load_eval_sets, unreadable
-    from rali_edge.evaluation.measure import drift_rows, measure_artifact, measure_reference
+    from rali_edge.evaluation.evalset import unreadable
+    from rali_edge.evaluation.measure import drift_rows, measure_artifact
 
-    budget = DriftBudget(max_plcc_drop, max_srcc_drop)
+    budget = DriftBudget(max_plcc_drop, max_srcc_drop, gate)
     devices = parse_device_preprocess(device_preprocess)
+    analysis = AnalysisSettings(slice_by=check_slice_by(slice_by, metas, image_root), worst=worst)
     if batch_size < 1:
         raise ConfigError(f"batch_size={batch_size} must be >= 1")
     artifacts = [Path(a) for a in artifacts]
@@ -81,12 +113,12 @@ def validate_artifacts(artifacts, bundle, metas, image_root, max_plcc_drop: floa
         raise ConfigError("no artifacts to validate")
     bundle_dir = Path(bundle)
     pre = load_bundle(bundle_dir).config.preprocess
-    sets = load_eval_sets(metas, image_root, pre)
-    reference = measure_reference(bundle_dir, sets, batch_size, threads)
+    measurer = measurer or LocalMeasurer(batch_size, threads)
+    sets, reference = measurer.load(bundle_dir, metas, image_root, pre)
     rows = drift_rows(reference, sets, reference, bundle_dir.name)
     scores = {bundle_dir.name: {s.dataset: reference.scores(s.dataset) for s in sets}}
     for path in artifacts:
-        m = measure_artifact(path, bundle_dir, sets, batch_size, threads)
+        m = measurer.artifact(path, bundle_dir, sets)
         rows.extend(drift_rows(m, sets, reference))
         if m.outputs:
             scores[path.name] = {s.dataset: m.scores(s.dataset) for s in sets}
@@ -100,12 +132,13 @@ def validate_artifacts(artifacts, bundle, metas, image_root, max_plcc_drop: floa
             if m.outputs:
                 scores.setdefault(name, {}).update({d.dataset: m.scores(d.dataset) for d in dsets})
     report = ValidationReport(rows, unreadable(sets) + budget.failures(rows), budget.to_dict(), scores=scores)
+    report.analysis = validation_analysis(report, bundle_dir.name, sets, metas, image_root, analysis)
     if out_dir is not None:
         doc = {**report.to_dict(), "bundle": str(bundle_dir), "metas": [str(m) for m in metas],
                "image_root": str(image_root), "bad_images": {s.dataset: s.bad_images for s in sets},
                "device_preprocess": [d.to_dict() for d in devices],
                "created": datetime.now(timezone.utc).isoformat(timespec="seconds")}
-        report.report_path = atomic_write_json(Path(out_dir) / REPORT_FILE, doc)
+        report.report_path = write_validation_reports(report, doc, Path(out_dir))
     return report
 
 

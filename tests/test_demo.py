@@ -30,11 +30,19 @@ def test_quick_demo_runs_every_stage_and_resumes(tmp_path):
     assert statuses[("tensorrt", "int8")] == ("ok" if tensorrt_available()[0] else "not_runnable")
     # LiteRT and ExecuTorch INT8 run in their own runtimes (CI installs both extras)
     assert statuses[("litert", "int8")] == "ok" and statuses[("executorch", "int8")] == "ok"
+    assert statuses[("openvino", "fp32")] == "ok"   # CI installs the openvino extra too
+    # the INT8 drift per distortion class, each with its bootstrap interval
+    by_class = bench["drift_by_distortion"]
+    int8 = [name for name in by_class if "int8" in name]
+    assert len(int8) >= 4 and all(len(row["dplcc_ci"]) == 2 for name in int8 for row in by_class[name].values()
+                                  if row["dplcc"] is not None)
     device = bench["device_preprocess"]
     assert set(device["pytorch fp32"]) == {"bilinear-noaa", "jpeg90"} and "litert int8" in device
     assert "Device-side preprocessing" in result.output and not bench["failures"]
     for name in ("report.html", "report.md", "report.json"):
         assert (out / "report" / name).is_file()
+    html = (out / "report" / "report.html").read_text()
+    assert all(f'<section id="{part}">' in html for part in ("intervals", "ranking", "slices", "worst"))
     assert "not used for training" in result.output.replace("\n", " ").lower()
     assert "Format" in result.output and "PLCC" in result.output
     assert "aligned in " in result.output  # which precision trained the scorer is said

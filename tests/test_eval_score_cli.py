@@ -54,7 +54,8 @@ def test_score_folder_to_csv_and_json(bundle, images, tmp_path):
     res = runner.invoke(app, ["score", str(bundle), str(paths[0]), "--out", str(tmp_path / "s.json")])
     assert res.exit_code == 0, res.output
     doc = json.loads((tmp_path / "s.json").read_text())
-    assert doc["failures"] == [] and doc["scores"][0]["score"] == pytest.approx(float(want[0]), abs=1e-5)
+    assert doc["rows"] == [{"path": str(paths[0]), "score": pytest.approx(float(want[0]), abs=1e-5), "error": ""}]
+    assert doc["metadata"]["rali_edge.format"] == "bundle"
 
 
 def test_score_reports_bad_files_and_exits_nonzero(bundle, images, tmp_path):

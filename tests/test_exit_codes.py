@@ -186,7 +186,9 @@ def test_score_runs_an_exported_artifact_like_its_bundle(scorer_case, tmp_path):
         res = _run("score", artifact, folder, "--out", tmp_path / f"{name}.json")
         assert res.exit_code == 0, res.output
     b, a = (json.loads((tmp_path / f"{k}.json").read_text()) for k in "ba")
-    assert a["format"] == "onnx" and b["format"] == "bundle" and a["bundle_checksum"] == b["bundle_checksum"]
-    assert [s["path"] for s in a["scores"]] == [s["path"] for s in b["scores"]]
-    for sa, sb in zip(a["scores"], b["scores"]):
+    ma, mb = a["metadata"], b["metadata"]
+    assert ma["rali_edge.format"] == "onnx" and mb["rali_edge.format"] == "bundle"
+    assert ma["rali_edge.bundle_checksum"] == mb["rali_edge.bundle_checksum"]
+    assert [s["path"] for s in a["rows"]] == [s["path"] for s in b["rows"]] and len(a["rows"]) == 3
+    for sa, sb in zip(a["rows"], b["rows"]):
         assert sa["score"] == pytest.approx(sb["score"], abs=1e-4)

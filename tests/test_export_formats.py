@@ -30,6 +30,9 @@ from rali_edge.export.tensorrt import read_engine_file, trtexec_command, write_e
         ("onnx", {"batch": 0}, "positive"),
         ("coreml", {"simplify": True}, "simplification"),
         ("coreml", {"input_kind": "uint8"}, "input_kind"),
+        ("onnx", {"precision": "bf16"}, "does not offer precision"),   # bf16 inference: openvino only
+        ("openvino", {"opset": 18}, "no ONNX opset"),
+        ("openvino", {"input_kind": "uint8_nhwc"}, "input_kind"),
     ],
 )
 def test_rejected_combinations_name_the_problem(fmt, kwargs, words):
@@ -44,6 +47,7 @@ def test_accepted_combinations_keep_the_request():
     assert formats.check_options("onnx", "fp32", 4, 20) == 20
     assert formats.check_options("coreml", "fp16", 1, None, input_kind="unit") is None
     assert formats.check_options("tensorrt", "fp16", None, 20) == 20
+    assert formats.check_options("openvino", "bf16", None, None) is None
 
 
 # ids avoid marker names: conftest skips items whose keywords contain "tensorrt"

@@ -149,9 +149,9 @@ def test_bad_folders_are_clear(official_dir, tmp_path):
         import_official(folder, tmp_path / "b", trust_pickle=True)
 
 
-@pytest.mark.parametrize("fmt", ["litert", "executorch"])
+@pytest.mark.parametrize("fmt", ["litert", "executorch", "openvino"])
 def test_official_checkpoint_runs_in_the_on_device_runtimes(official_dir, tmp_path, fmt):
-    """The imported official checkpoint, exported FP32 to LiteRT / ExecuTorch and run in that runtime,
+    """The imported official checkpoint, exported FP32 to LiteRT / ExecuTorch / OpenVINO and run there,
     gives the official forward pass's scores on photographs to <= 1e-4."""
     from rali_edge.export.api import export_bundle
     from rali_edge.export.formats import caps

@@ -9,7 +9,7 @@ from onnx import TensorProto, helper, numpy_helper
 
 from rali_edge.errors import ConfigError
 from rali_edge.quantize import OnnxInt8Config, TensorRTInt8Config, quantize
-from rali_edge.quantize.ort_fusions import fuse_matmul_bias, split_packed_qkv
+from rali_edge.quantize.ort_fusions import fuse_matmul_bias, quantize_before_transpose, split_packed_qkv
 
 
 def _qdq_linear(per_channel: bool, shared_dq: bool = False):
@@ -129,3 +129,91 @@ def test_default_cpu_profile_fuses_biases_with_the_same_scores(int8_case, tmp_pa
     trt = quantize(TensorRTInt8Config(method="minmax"), int8_case["onnx"], tmp_path / "trt.onnx",
                    int8_case["calibration"])
     assert not any(n.domain == "com.microsoft" for n in onnx.load(str(trt.path)).graph.node)
+
+
+def _activation_products(path) -> list[tuple[int, int]]:
+    """(zero-point dtype of operand A, of operand B) for each quantized activation x activation MatMul."""
+    model = onnx.load(str(path))
+    inits = {t.name: t for t in model.graph.initializer}
+    producer = {o: n for n in model.graph.node for o in n.output}
+
+    def dq_of_activation(name):
+        dq = producer.get(name)
+        ok = dq is not None and dq.op_type == "DequantizeLinear" and dq.input[0] not in inits
+        return inits[dq.input[2]].data_type if ok else None
+
+    out = []
+    for mm in (n for n in model.graph.node if n.op_type == "MatMul"):
+        a, b = dq_of_activation(mm.input[0]), dq_of_activation(mm.input[1])
+        if a is not None and b is not None:
+            out.append((a, b))
+    return out
+
+
+@pytest.mark.slow
+def test_attention_operands_are_signed_by_default_and_float_when_asked(int8_case, tmp_path):
+    # the tiny ViT has 2 blocks: q @ k and attn @ v in each
+    signed = _activation_products(int8_case["int8"].path)
+    assert len(signed) == 4 and int8_case["int8"].details["signed_attention_operands"] == 4
+    assert all(a == TensorProto.UINT8 and b == TensorProto.INT8 for a, b in signed)   # u8 x s8: the VNNI kernel
+    unsigned = quantize(OnnxInt8Config(signed_attention_operands=False), int8_case["onnx"], tmp_path / "u.onnx",
+                        int8_case["calibration"])
+    assert _activation_products(unsigned.path) == [(TensorProto.UINT8, TensorProto.UINT8)] * 4
+    # quantize_attention_matmuls=False keeps them float (ORT's MatMulConstBOnly does nothing in QDQ format)
+    float_attention = quantize(OnnxInt8Config(quantize_attention_matmuls=False), int8_case["onnx"],
+                               tmp_path / "f.onnx", int8_case["calibration"])
+    assert _activation_products(float_attention.path) == []
+    assert float_attention.details["float_nodes"]["extra"] == 4
+    trt = quantize(TensorRTInt8Config(method="minmax"), int8_case["onnx"], tmp_path / "trt.onnx",
+                   int8_case["calibration"])
+    assert all(a == b == TensorProto.INT8 for a, b in _activation_products(trt.path))   # all s8 already
+
+
+def _head_split(per_axis: bool = False, shared: bool = False):
+    """x[2,6,8] -> Reshape[2,6,2,4] -> Transpose(0,2,1,3) -> Q -> DQ -> y (optionally z = Transpose out)."""
+    ints = lambda v, n: numpy_helper.from_array(np.asarray(v, np.int64), n)  # noqa: E731
+    scale = np.full(2, 0.05, np.float32) if per_axis else np.float32(0.05)
+    zp = np.full(2, 7, np.int8) if per_axis else np.int8(7)
+    axis = {"axis": 1} if per_axis else {}
+    nodes = [helper.make_node("Reshape", ["x", "shape"], ["r"], name="r"),
+             helper.make_node("Transpose", ["r"], ["t"], name="t", perm=[0, 2, 1, 3]),
+             helper.make_node("QuantizeLinear", ["t", "s", "z"], ["q"], name="q", **axis),
+             helper.make_node("DequantizeLinear", ["q", "s", "z"], ["y"], name="dq", **axis)]
+    outputs = [helper.make_tensor_value_info("y", TensorProto.FLOAT, [2, 2, 6, 4])]
+    if shared:
+        nodes.append(helper.make_node("Relu", ["t"], ["z_out"], name="relu"))
+        outputs.append(helper.make_tensor_value_info("z_out", TensorProto.FLOAT, [2, 2, 6, 4]))
+    inits = [ints([2, 6, 2, 4], "shape"), numpy_helper.from_array(np.asarray(scale), "s"),
+             numpy_helper.from_array(np.asarray(zp), "z")]
+    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2, 6, 8])],
+                              outputs, inits, value_info=[helper.make_tensor_value_info("t", TensorProto.FLOAT,
+                                                                                        [2, 2, 6, 4])])
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)])
+
+
+def test_quantize_moves_before_the_head_split_exactly():
+    model = _head_split()
+    x = np.random.default_rng(3).standard_normal((2, 6, 8)).astype(np.float32)
+    want = _run(model, x)
+    assert quantize_before_transpose(model) == 1
+    onnx.checker.check_model(model, full_check=True)   # the old float value_info names are not reused
+    assert [n.op_type for n in model.graph.node] == ["QuantizeLinear", "Reshape", "Transpose", "DequantizeLinear"]
+    np.testing.assert_array_equal(_run(model, x)[0], want[0])
+    # a per-axis scale (its axis would have to follow the permutation) and a shared Transpose stay put
+    assert quantize_before_transpose(_head_split(per_axis=True)) == 0
+    assert quantize_before_transpose(_head_split(shared=True)) == 0
+
+
+@pytest.mark.slow
+def test_default_cpu_profile_quantizes_before_the_head_transposes_with_the_same_scores(int8_case, tmp_path):
+    from rali_edge.runtime import open_runner
+
+    moved = int8_case["int8"]
+    assert moved.details["quantize_moved_before_transpose"] == 8   # q, k, v and attn @ v in each of 2 blocks
+    late = quantize(OnnxInt8Config(quantize_before_transpose=False), int8_case["onnx"], tmp_path / "late.onnx",
+                    int8_case["calibration"])
+    assert late.details["quantize_moved_before_transpose"] == 0
+    pixels = int8_case["calibration"].pixels[:16]
+    got, want = open_runner(moved.path).run(pixels)["score"], open_runner(late.path).run(pixels)["score"]
+    np.testing.assert_allclose(got, want, atol=1e-6)
+    assert not OnnxInt8Config(profile="tensorrt").early_quantize

@@ -228,3 +228,47 @@ def test_device_preprocessing_rows_in_the_benchmark(tiny, tmp_path):
     with pytest.raises(Exception, match="jpeg0"):
         run_benchmark(bundle, [meta], img_dir, "pytorch-fp32", tmp_path / "p", device_preprocess="jpeg0")
     assert not (tmp_path / "p").exists()
+
+
+def test_the_demo_report_explains_the_int8_drift(tiny, tmp_path):
+    """What the demo's benchmark stage writes, on its synthetic data (small): per-distortion drift of the
+    INT8 artifact with intervals, ranking figures and a gallery of the worst images."""
+    from rali_edge.cli.app import app
+    from rali_edge.data.synth import synthesize
+
+    bundle = tiny[0]
+    data = tmp_path / "data"
+    synthesize(data, seed=0, sources=4, size=48, progress=False)
+    out = tmp_path / "report"
+    res = CliRunner().invoke(app, ["benchmark", str(bundle), "--meta", str(data / "metas" / "test.json"),
+                                   "--image-root", str(data), "--calibration", str(data / "metas" / "train.json"),
+                                   "--calibration-size", "32", "--formats", "pytorch-fp32,onnx-int8-cpu",
+                                   "--repeats", "1", "--gate", "upper", "--out", str(out)])
+    assert res.exit_code == 0, res.output
+    assert "gate 'upper'" in res.output
+    doc = json.loads((out / "report.json").read_text())
+    assert doc["schema_version"] == 2 and doc["budget"]["gate"] == "upper"
+    int8 = next(r for r in doc["rows"] if r["precision"] == "int8 (cpu)")
+    (drift,) = int8["drift"]
+    assert drift["dplcc_ci"][0] <= drift["dplcc"] <= drift["dplcc_ci"][1]
+    assert drift["ranking"]["pairs"] == 56 * 55 // 2 and drift["ranking"]["k"] == 6
+    (analysis,) = doc["analysis"]["artifacts"]
+    assert analysis["artifact"] == "onnx int8 (cpu)"
+    per_class = [s for s in analysis["slices"] if s["field"] == "distortion_class"]
+    assert {s["value"] for s in per_class} == {"blur", "compression", "darken", "noise", "null"}
+    for s in per_class:
+        if s["n"] >= 3 and s["dplcc"] is not None:
+            assert s["dplcc_ci"][0] <= s["dplcc"] <= s["dplcc_ci"][1], s
+    assert len(analysis["worst"]) == 8
+    md, page = (out / "report.md").read_text(), (out / "report.html").read_text()
+    assert "| distortion_class | blur |" in md and "## Worst images" in md and "## Ranking" in md
+    for section in ("intervals", "ranking", "slices", "worst"):
+        assert f'<section id="{section}">' in page
+    assert page.count("data:image/jpeg;base64,") == 8
+
+
+def test_bad_slice_field_is_rejected_before_any_export(tiny, tmp_path):
+    res = _cli(tiny, tmp_path / "o", "--formats", "pytorch-fp32,onnx-fp32", "--slice-by", "severity")
+    assert res.exit_code == 2, res.output
+    assert "--slice-by severity" in res.output and "fields that exist: dataset, gt_quintile" in res.output
+    assert not (tmp_path / "o").exists()

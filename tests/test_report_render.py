@@ -83,7 +83,7 @@ def test_markdown_and_html_name_the_gate_failures(tmp_path, make_report):
     paths = render.write_reports(make_report(failures=[failure]), tmp_path)
     md = paths["md"].read_text()
     assert "| Format | Precision | Status | Size (MB) | PLCC | SRCC | dPLCC | dSRCC | ms/img | img/s |" in md
-    assert "Gate failed" in md and "max plcc drop 0.02" in md and failure in md
+    assert "Gate failed" in md and "max PLCC drop 0.02; gate 'point'" in md and failure in md
     assert html.escape(failure) in paths["html"].read_text()
     data = json.loads(paths["json"].read_text())
     assert data["passed"] is False and data["failures"] == [failure]

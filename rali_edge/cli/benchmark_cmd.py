@@ -36,6 +36,11 @@ def benchmark(
     device_preprocess: Optional[str] = typer.Option(
         None, "--device-preprocess", help="Also measure drift on the test images prepared as a device would: "
                                           "comma list of bilinear, bilinear-noaa, nearest, jpeg<Q> (gated alike)."),
+    gate: str = typer.Option("point", "--gate", help="How a drop meets the budget: point (the measured drop) "
+                                                     "or upper (the upper bound of its 95% bootstrap interval)."),
+    slice_by: Optional[list[str]] = typer.Option(
+        None, "--slice-by", help="Meta field(s) to break the drift down by in the reports (repeat or comma "
+                                 "list; default: every field, plus dataset and gt_quintile)."),
     calib: Optional[Path] = typer.Option(None, "--calib", hidden=True, exists=True),
     calib_size: Optional[int] = typer.Option(None, "--calib-size", hidden=True, min=1),
 ) -> None:
@@ -47,6 +52,7 @@ def benchmark(
     from rich.table import Table
 
     from rali_edge.report.benchmark import run_benchmark
+    from rali_edge.report.render import gate_text
     from rali_edge.report.table import COLUMNS, notes, row_cells
 
     calibration = renamed(calibration, calib, "--calibration", "--calib")
@@ -54,7 +60,8 @@ def benchmark(
     report = run_benchmark(bundle, meta, image_root, formats, out, calibration=calibration,
                            calibration_size=calibration_size, max_plcc_drop=max_plcc_drop,
                            max_srcc_drop=max_srcc_drop, batch=batch, batch_size=batch_size, repeats=repeats,
-                           warmup=warmup, opset=opset, threads=threads, device_preprocess=device_preprocess)
+                           warmup=warmup, opset=opset, threads=threads, device_preprocess=device_preprocess,
+                           gate=gate, slice_by=slice_by)
     table = Table(title=f"rali-edge benchmark: {bundle}", show_lines=False)
     for i, col in enumerate(COLUMNS):
         table.add_column(col, justify="left" if i < 3 else "right", overflow="fold")
@@ -67,6 +74,7 @@ def benchmark(
     env = report.environment
     console.print(f"{env['cpu_model']}, {env['threads']} threads; ms/img at batch 1, img/s at batch {batch}; "
                   f"median of {repeats} after {warmup} warm-up", highlight=False)
+    console.print(f"gate: {gate_text(report.budget)}", highlight=False)
     for kind, path in report.paths.items():
         console.print(f"{kind}: {path}", highlight=False)
     report_failures(report.failures, [f"{r.format} {r.precision}: {r.detail}" for r in report.not_runnable])

@@ -18,7 +18,7 @@ _FORMAT_HELP = " | ".join(FORMATS)
 def export(
     bundle: Path = typer.Argument(..., exists=True, help="Bundle folder (config.json + model.safetensors)."),
     fmt: str = typer.Option(..., "--format", "-f", help=_FORMAT_HELP),
-    precision: str = typer.Option(None, "--precision", help="fp32 | fp16 | int8 (default: coreml fp16, others fp32)"),
+    precision: str = typer.Option(None, "--precision", help="fp32 | fp16 | int8 | bf16 (openvino only) (default: coreml fp16, others fp32)."),
     batch: int = typer.Option(None, "--batch", help="Fixed batch size N."),
     dynamic: bool = typer.Option(False, "--dynamic", help="Dynamic batch axis (the default when --batch is absent)."),
     opset: int = typer.Option(None, "--opset", help="ONNX opset (default 18; 18..21, TensorRT 18..20)."),
@@ -32,12 +32,13 @@ def export(
     image_root: Optional[Path] = typer.Option(None, "--image-root", help="Image root of a --calibration meta file."),
     method: Optional[str] = typer.Option(None, "--method", help="int8 calibration: minmax | entropy | percentile."),
     drift_budget: Optional[float] = typer.Option(
-        None, "--drift-budget", help="onnx/ort int8: max PLCC drop on the labelled --calibration meta; the most "
+        None, "--drift-budget", help="onnx/ort/openvino int8: max PLCC drop on the labelled --calibration meta; the most "
                                      "sensitive layers stay float until it holds (then it is the gate)."),
     calib: Optional[Path] = typer.Option(None, "--calib", hidden=True, exists=True),
     calib_size: Optional[int] = typer.Option(None, "--calib-size", hidden=True, min=1),
 ) -> None:
-    """Export a bundle to ONNX, ORT mobile, Core ML or TensorRT (validated against PyTorch).
+    """Export a bundle to any format of the table (ONNX, ORT mobile, Core ML, TensorRT, LiteRT,
+    ExecuTorch, OpenVINO), validated against PyTorch.
 
     Exit status: 0 written and validated; 1 the export or its validation failed; 2 bad options.
     """

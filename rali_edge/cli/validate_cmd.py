@@ -7,7 +7,12 @@ from typing import Optional
 
 import typer
 
+from rali_edge.batch.options import EngineName
 from rali_edge.cli._common import console, friendly_errors, print_table, report_failures
+
+
+def _ci(interval) -> str:
+    return "-" if interval is None else f"[{interval[0]:+.4f}, {interval[1]:+.4f}]"
 
 
 def _fmt(value: float | None, signed: bool = False) -> str:
@@ -25,7 +30,8 @@ def validate(
     image_root: Path = typer.Option(..., "--image-root", exists=True, help="Folder the meta image paths are relative to."),
     max_plcc_drop: Optional[float] = typer.Option(None, "--max-plcc-drop", help="Fail when PLCC drops more (>= 0)."),
     max_srcc_drop: Optional[float] = typer.Option(None, "--max-srcc-drop", help="Fail when SRCC drops more (>= 0)."),
-    out: Optional[Path] = typer.Option(None, "--out", help="Folder for report.json (default: no file)."),
+    out: Optional[Path] = typer.Option(None, "--out", help="Folder for report.json, report.md and report.html "
+                                                           "(default: no file)."),
     batch_size: int = typer.Option(16, "--batch-size", help="Images per runtime call."),
     threads: Optional[int] = typer.Option(None, "--threads", help="Intra-op threads for ONNX Runtime."),
     device_preprocess: Optional[str] = typer.Option(
@@ -34,6 +40,16 @@ def validate(
              "comma list: bilinear (PIL, antialiased), bilinear-noaa (no antialiasing: Android, GPU), "
              "nearest, jpeg<Q> (re-encoded at JPEG quality Q, e.g. jpeg90). Rows <dataset>@<name>, "
              "compared with the float model on the training preprocessing, same budget."),
+    gate: str = typer.Option("point", "--gate", help="How a drop meets the budget: point (the measured drop) "
+                                                     "or upper (the upper bound of its 95% bootstrap interval)."),
+    slice_by: Optional[list[str]] = typer.Option(
+        None, "--slice-by", help="Meta field(s) to break the drift down by in the reports (repeat or comma "
+                                 "list; default: every field, plus dataset and gt_quintile)."),
+    engine: EngineName = typer.Option(EngineName.local, "--engine", help="local: every image in this process; "
+                                      "ray: scored on Ray Data actors, for sets too big for one (docs/scale_out.md)."),
+    ray_address: Optional[str] = typer.Option(None, "--ray-address", help="ray: the cluster to join."),
+    actors: Optional[int] = typer.Option(None, "--actors", help="ray: actors (default: all that fit)."),
+    threads_per_actor: Optional[int] = typer.Option(None, "--threads-per-actor", help="ray: CPUs per actor."),
 ) -> None:
     """Validate artifacts against the float model: PLCC/SRCC drift, CI gate.
 
@@ -43,20 +59,27 @@ def validate(
     """
     from rich.table import Table
 
+    from rali_edge.evaluation.budget import DriftBudget
     from rali_edge.evaluation.device_preprocess import parse_device_preprocess
-    from rali_edge.validate import validate_artifacts
+    from rali_edge.batch.options import validator_for
+
+    validate_artifacts = validator_for(engine, address=ray_address, actors=actors,
+                                       threads_per_actor=threads_per_actor)
 
     report = validate_artifacts(artifacts, bundle, meta, image_root, max_plcc_drop=max_plcc_drop,
                                 max_srcc_drop=max_srcc_drop, out_dir=out, batch_size=batch_size, threads=threads,
-                                device_preprocess=device_preprocess)
+                                device_preprocess=device_preprocess, gate=gate, slice_by=slice_by)
     table = Table(title="drift vs float")
-    for col in ("artifact", "dataset", "n", "PLCC", "dPLCC", "SRCC", "dSRCC", "MAE", "max|d|", "emb cos", "status"):
+    for col in ("artifact", "dataset", "n", "PLCC", "dPLCC", "dPLCC 95% CI", "SRCC", "dSRCC", "MAE", "max|d|",
+                "tau vs float", "emb cos", "status"):
         table.add_column(col)
     for r in report.rows:
-        table.add_row(r.artifact, r.dataset, str(r.n), _fmt(r.plcc), _fmt(r.dplcc, True), _fmt(r.srcc),
-                      _fmt(r.dsrcc, True), _fmt(r.score_mae), _fmt(r.max_abs_change), _fmt(r.embedding_cosine),
+        table.add_row(r.artifact, r.dataset, str(r.n), _fmt(r.plcc), _fmt(r.dplcc, True), _ci(r.dplcc_ci),
+                      _fmt(r.srcc), _fmt(r.dsrcc, True), _fmt(r.score_mae), _fmt(r.max_abs_change),
+                      _fmt(r.ranking["kendall_tau"] if r.ranking else None), _fmt(r.embedding_cosine),
                       r.status + (f" ({r.reason})" if r.reason else ""))
     print_table(table)
+    console.print(f"gate: {DriftBudget(**report.budget).describe()}", highlight=False)
     for d in parse_device_preprocess(device_preprocess):
         console.print(f"@{d.name}: {d.description}; vs the float model on the training preprocessing",
                       highlight=False)

@@ -1,8 +1,10 @@
-"""Score image files with any artifact (or a bundle) through its `rali_edge.runtime` runner.
+"""Score image files with an open runner (any artifact, or a bundle), as a library call.
 
-The files are read with the one safe loader and prepared as the artifact's metadata says (the same
-uint8 pixels every evaluation uses); unreadable files are reported, never raised, and the rest are
-still scored.
+The work is the batch core's (`rali_edge.batch`): files read and decoded by the one safe loader ahead
+of the runner in a thread pool, prepared as the artifact's metadata says (the same uint8 pixels every
+evaluation uses). Unreadable files are reported, never raised, and the rest are still scored. For
+collections too big for memory, outputs on disk, resume or Ray, use `rali_edge.batch.api`
+(`rali-edge score`).
 """
 
 from __future__ import annotations
@@ -11,35 +13,22 @@ import os
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
-import numpy as np
-
 if TYPE_CHECKING:
     from rali_edge.model.scorer import ScoreResult
     from rali_edge.runtime.base import Runner
 
 
 def score_files(runner: Runner, paths: Sequence[str | os.PathLike], batch_size: int = 32,
-                progress: bool = False) -> ScoreResult:
-    from tqdm import tqdm
-
-    from rali_edge.data.images import load_images
-    from rali_edge.errors import ConfigError
-    from rali_edge.model.preprocess import uint8_batch
+                progress: bool = False, decode_threads: int | None = None) -> ScoreResult:
+    """Scores of the readable files (in input order) and a BadImage per unreadable one."""
+    from rali_edge.batch.core import BatchScorer
+    from rali_edge.batch.local import LocalEngine, LocalSession
+    from rali_edge.batch.rows import ScoredRows
+    from rali_edge.data.images import BadImage
     from rali_edge.model.scorer import ScoreResult
 
-    if batch_size < 1:
-        raise ConfigError(f"batch_size must be >= 1, got {batch_size}")
-    pre = runner.preprocess_config()
-    paths = [str(p) for p in paths]
-    scored, scores, failures = [], [], []
-    with tqdm(total=len(paths), desc="scoring", unit="img", disable=not progress) as bar:
-        for start in range(0, len(paths), batch_size):
-            chunk = paths[start:start + batch_size]
-            good, bad = load_images(chunk)   # decoded one chunk at a time: memory stays flat
-            failures.extend(bad)
-            if good:
-                scores.append(runner.run(uint8_batch([img for _, img in good], pre).numpy())["score"])
-                scored.extend(chunk[i] for i, _ in good)
-            bar.update(len(chunk))
-    arr = np.concatenate(scores) if scores else np.zeros((0,), dtype=np.float32)
-    return ScoreResult(paths=scored, scores=arr, failures=failures)
+    engine = LocalEngine(batch_size=batch_size, decode_threads=decode_threads, progress=progress)
+    rows = ScoredRows.concat(LocalSession(engine, BatchScorer(runner)).score([str(p) for p in paths]))
+    ok = [i for i, e in enumerate(rows.errors) if not e]
+    return ScoreResult(paths=[rows.paths[i] for i in ok], scores=rows.scores[ok].astype("float32"),
+                       failures=[BadImage(p, e) for p, e in rows.failures()])

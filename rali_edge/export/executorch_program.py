@@ -109,7 +109,7 @@ def validate_program(path: Path, spec: ExportSpec, pixels: np.ndarray, reference
                      props: dict[str, str]) -> dict:
     """Interface, then metadata, then shapes, then values, run by ExecuTorch's runtime; every failure
     is collected before ValidationFailed is raised."""
-    from rali_edge.export.onnx import check_shapes, check_single, check_values
+    from rali_edge.export.onnx import run_and_check
     from rali_edge.runtime.executorch_runner import ExecuTorchRunner
 
     try:
@@ -119,20 +119,7 @@ def validate_program(path: Path, spec: ExportSpec, pixels: np.ndarray, reference
     failures = check_interface(runner.program.metadata("forward"), spec)
     if read_program_metadata(runner.program) != props:
         failures.append(f"{path}: the metadata read back from the program differs from what was written")
-    outs = {}
-    try:
-        outs = runner.run(pixels)
-    except Exception as exc:  # a program that runs badly is a validation failure, with the reason
-        failures.append(f"running {path} in ExecuTorch failed: {type(exc).__name__}: {exc}")
-    report = {"n_images": int(len(pixels)), "tolerance": spec.tolerance, "runtime": "executorch"}
-    if outs:
-        check_shapes(outs, len(pixels), reference, failures)
-        report.update(check_values(outs, reference, spec.tolerance, failures))
-        if spec.dynamic and len(pixels) > 1:
-            check_single(runner, pixels, outs, failures)
-    if failures:
-        raise ValidationFailed(failures)
-    return report
+    return run_and_check(runner, f"{path} in ExecuTorch", spec, pixels, reference, failures, runtime="executorch")
 
 
 def check_interface(meta, spec: ExportSpec) -> list[str]:

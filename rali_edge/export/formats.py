@@ -22,7 +22,8 @@ from rali_edge.errors import UnsupportedOptionError
 if TYPE_CHECKING:
     from rali_edge.runtime.base import Runner
 
-PRECISIONS = ("fp32", "fp16", "int8")
+# bf16 is an inference precision (OpenVINO's CPU plugin: FP32 weights, bf16 compute where the CPU has it).
+PRECISIONS = ("fp32", "fp16", "bf16", "int8")
 QUANTIZE_COMMAND = "rali-edge quantize"
 # Max |score difference| vs PyTorch float accepted when an export is validated, per precision.
 TOLERANCE = MappingProxyType({"fp32": 1e-4, "fp16": 2e-2, "int8": 1e-1})
@@ -141,6 +142,9 @@ EXECUTORCH_INT8 = QuantKind("executorch-int8", "int8", _Q + "ExecuTorchInt8Confi
 EXECUTORCH_INT8_DYNAMIC = QuantKind("executorch-int8-dynamic", "int8", _Q + "ExecuTorchInt8Config",
                                     calibration=False, from_artifact=False,
                                     options=MappingProxyType({"activations": "dynamic"}))
+# NNCF post-training INT8 of the validated float IR; a drift budget runs NNCF's accuracy control.
+OPENVINO_INT8 = QuantKind("openvino-int8", "int8", _Q + "OpenVINOInt8Config",
+                          calibration=True, drift_budget=True, from_artifact=False)
 
 _ORT_RUNNER = "rali_edge.runtime.onnxruntime_runner:OnnxRuntimeRunner"
 
@@ -211,6 +215,18 @@ FORMATS: dict[str, FormatCaps] = {
                   Variant("executorch-int8-dynamic", "int8", "int8 (dynamic)", "executorch-int8-dynamic")),
         note="ExecuTorch (XNNPACK delegate), run here by its Python runtime; extra [executorch]; "
              "a dynamic batch takes up to 8 images per call (larger batches are run in chunks)",
+    ),
+    "openvino": FormatCaps(
+        name="openvino", label="openvino", runtime="OpenVINO", suffix=".openvino",
+        precisions=("fp32", "fp16", "bf16", "int8"), input_kinds=("uint8", "normalized"),
+        backend="rali_edge.export.backends.openvino", runner="rali_edge.runtime.openvino_runner:OpenVINORunner",
+        quant_kinds=(OPENVINO_INT8,), float_source=("openvino", "fp32"),
+        # bf16 keeps 8 mantissa bits (fp16: 11): up to 0.025 on the tiny random scorers
+        tolerance=MappingProxyType({**TOLERANCE, "bf16": 5e-2}),
+        variants=(Variant("openvino-fp32", "fp32", "fp32"), Variant("openvino-bf16", "bf16", "bf16 (inference)"),
+                  Variant("openvino-int8", "int8", "int8")),
+        note="OpenVINO IR folder (model.xml + model.bin) for Intel CPUs, iGPUs and NPUs, run here by OpenVINO's "
+             "CPU plugin; extra [openvino]; bf16 = bf16 inference, only where the CPU computes bf16",
     ),
 }
 

@@ -162,12 +162,21 @@ def validate_session(path: Path, spec: ExportSpec, pixels: np.ndarray, reference
     except Exception as exc:  # ORT load errors come in several types; report, do not hide
         raise ValidationFailed(failures + [f"{path}: ONNX Runtime cannot load it: {exc}"]) from exc
     _check_names(runner.session, spec, failures)
+    return run_and_check(runner, f"{path} in ONNX Runtime", spec, pixels, reference, failures)
+
+
+def run_and_check(runner, where: str, spec: ExportSpec, pixels: np.ndarray, reference: dict[str, np.ndarray],
+                  failures: list[str], **report) -> dict:
+    """Run `pixels` through an opened `runner`, then check output shapes, values against `reference`
+    and (dynamic batch) one image alone; `failures` already holds the caller's interface checks. Every
+    failure is collected before ValidationFailed is raised (shared by every backend that validates in
+    its runtime). Returns the value report, with the caller's `report` entries."""
     outs = {}
     try:
         outs = runner.run(pixels)
     except Exception as exc:  # a graph that runs badly is a validation failure, with the reason
-        failures.append(f"running {path} failed: {type(exc).__name__}: {exc}")
-    report = {"n_images": int(len(pixels)), "tolerance": spec.tolerance}
+        failures.append(f"running {where} failed: {type(exc).__name__}: {exc}")
+    report = {"n_images": int(len(pixels)), "tolerance": spec.tolerance, **report}
     if outs:
         check_shapes(outs, len(pixels), reference, failures)
         report.update(check_values(outs, reference, spec.tolerance, failures))

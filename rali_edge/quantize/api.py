@@ -196,7 +196,8 @@ def quantize(config: QuantConfig, source: str | os.PathLike[str], out: str | os.
     return result
 
 
-def write_quant_json(result: QuantizeResult, source: Path) -> Path:
+def write_quant_json(result: QuantizeResult, source: Path | str, dest: Path | None = None) -> Path:
+    """`<artifact>.quant.json` beside result.path (or at `dest`): how the artifact was quantized."""
     doc = {
         "artifact": result.path.name, "source": str(source), "precision": result.precision,
         "config": config_to_dict(result.config), "calibration": result.calibration,
@@ -204,4 +205,4 @@ def write_quant_json(result: QuantizeResult, source: Path) -> Path:
         "details": result.details, "notes": result.notes, "package_version": __version__,
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }
-    return atomic_write_json(quant_json_path(result.path), doc)
+    return atomic_write_json(dest or quant_json_path(result.path), doc)

@@ -60,6 +60,10 @@ class OnnxInt8Config:
     exclude_gelu: bool = True
     op_types: tuple[str, ...] = DEFAULT_INT8_OPS
     quantize_attention_matmuls: bool = True   # activation x activation MatMuls (q@k, attn@v)
+    # Their second operand (keys, values) as symmetric s8 instead of u8 (cpu profile): MLAS multiplies
+    # u8 x s8 on its VNNI/AMX kernels, u8 x u8 on slower ones (AVX512 only). With quantize_before_transpose
+    # it halved ViT-B/16's q@k + attn@v time (benchmarks/RESULTS_int8.md); drift unchanged in the tests.
+    signed_attention_operands: bool = True
     # Op types whose outputs stay float: DQ -> MatMul -> float runs as one MatMulIntegerToFloat kernel,
     # and the attention Softmax then runs in float instead of ORT's slow QLinearSoftmax.
     float_output_ops: tuple[str, ...] = ("MatMul", "Gemm")
@@ -71,6 +75,10 @@ class OnnxInt8Config:
     fuse_bias: bool | None = None
     # nn.MultiheadAttention's packed-QKV unpacking (5-D Transpose + Gathers) -> one Split: exact, standard ONNX
     split_qkv: bool = True
+    # Transpose/Reshape -> QuantizeLinear as QuantizeLinear -> Transpose/Reshape (ort_fusions.py): exact,
+    # standard ONNX; the attention's head transposes then move 8-bit data. None = on for the cpu profile
+    # (measured there), off for tensorrt (which places its own Q/DQ).
+    quantize_before_transpose: bool | None = None
     version: int = CONFIG_VERSION
 
     def __post_init__(self) -> None:
@@ -94,6 +102,12 @@ class OnnxInt8Config:
     def bias_fusion(self) -> bool:
         """Whether the bias fusion runs: the explicit setting, else on for the cpu profile."""
         return self.profile == "cpu" if self.fuse_bias is None else self.fuse_bias
+
+    @property
+    def early_quantize(self) -> bool:
+        """Whether quantize_before_transpose runs: the explicit setting, else on for the cpu profile."""
+        setting = self.quantize_before_transpose
+        return self.profile == "cpu" if setting is None else setting
 
 
 @dataclass(frozen=True)
@@ -220,9 +234,34 @@ class LiteRTInt8Config:
             raise ConfigError(f"calibration_batch={self.calibration_batch} must be >= 1")
 
 
+# NNCF quantization presets: "mixed" = u8 asymmetric activations, "performance" = s8 symmetric.
+OPENVINO_PRESETS = ("mixed", "performance")
+
+
+@dataclass(frozen=True)
+class OpenVINOInt8Config:
+    """NNCF post-training INT8 of an OpenVINO IR (what stays float: rali_edge.export.openvino_int8)."""
+
+    preset: str = "mixed"
+    keep_head_float: bool = True   # False measured harmful (export.openvino_int8); kept for configs built in code
+    keep_stem_float: bool = True
+    # SmoothQuant (NNCF's default for transformers). Random-weight measurements disagree: max |score
+    # change| 0.039 with it vs 0.009 without on a ViT-B/16 scorer (32 random calibration images, same
+    # speed), but 0.002 / 0.08 with it vs 0.015 / 0.46 without on the tiny open_clip / HF CLIP test
+    # scorers. NNCF's default is kept; False turns it off.
+    smooth_quant: bool = True
+    fast_bias_correction: bool = True
+    version: int = CONFIG_VERSION
+
+    def __post_init__(self) -> None:
+        _version(self.version)
+        if self.preset not in OPENVINO_PRESETS:
+            raise ConfigError(f"preset={self.preset!r} is not one of {list(OPENVINO_PRESETS)}")
+
+
 QuantConfig = OnnxInt8Config | TensorRTInt8Config | OnnxFp16Config | CoreMLWeightsConfig | CoreMLW8A8Config
 QuantConfig = QuantConfig | ExecuTorchInt8Config
-QuantConfig = QuantConfig | LiteRTInt8Config
+QuantConfig = QuantConfig | LiteRTInt8Config | OpenVINOInt8Config
 
 CONFIG_TYPES: dict[str, type] = {
     "onnx_int8": OnnxInt8Config,
@@ -232,6 +271,7 @@ CONFIG_TYPES: dict[str, type] = {
     "coreml_w8a8": CoreMLW8A8Config,
     "executorch_int8": ExecuTorchInt8Config,
     "litert_int8": LiteRTInt8Config,
+    "openvino_int8": OpenVINOInt8Config,
 }
 _KIND_OF = {cls: kind for kind, cls in CONFIG_TYPES.items()}
 

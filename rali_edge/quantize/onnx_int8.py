@@ -206,6 +206,14 @@ def per_tensor_overrides(model, op_types, excluded, per_channel: bool) -> dict[s
     return {name: [{}] for name in dict.fromkeys(names)}
 
 
+def activation_matmuls(model) -> list:
+    """MatMul nodes whose two inputs are both computed (attention's q @ k and attn @ v), not weights."""
+    from rali_edge.quantize.patterns import _Graph
+
+    g = _Graph(model)
+    return [n for n in g.nodes if n.op_type == "MatMul" and all(g.const(i) is None for i in n.input[:2])]
+
+
 def plan_for(model, config: OnnxInt8Config) -> FloatPlan:
     plan = find_float_nodes(model, keep_head=config.keep_head_float, keep_layernorm=config.exclude_layernorm,
                             keep_softmax=config.exclude_softmax, keep_gelu=config.exclude_gelu,
@@ -214,7 +222,21 @@ def plan_for(model, config: OnnxInt8Config) -> FloatPlan:
     missing = [n for n in config.extra_float_nodes if n not in names]
     if missing:
         raise ConfigError(f"extra_float_nodes not in the graph: {missing[:5]}")
-    return dataclasses.replace(plan, extra=config.extra_float_nodes)
+    # Excluded by name: ORT's "MatMulConstBOnly" option only acts in QOperator format, not in QDQ.
+    attention = () if config.quantize_attention_matmuls else tuple(n.name for n in activation_matmuls(model))
+    return dataclasses.replace(plan, extra=tuple(dict.fromkeys(config.extra_float_nodes + attention)))
+
+
+def signed_operand_overrides(model, config: OnnxInt8Config, excluded) -> dict[str, list[dict]]:
+    """`TensorQuantOverrides` making the second operand of each quantized activation MatMul symmetric
+    s8 (config.signed_attention_operands, cpu profile; the tensorrt profile is all s8 already)."""
+    if not (config.signed_attention_operands and config.profile == "cpu"):
+        return {}
+    from onnxruntime.quantization import QuantType
+
+    skip = set(excluded)
+    return {n.input[1]: [{"quant_type": QuantType.QInt8, "symmetric": True}]
+            for n in activation_matmuls(model) if n.name not in skip}
 
 
 def quantize_onnx_int8(config: OnnxInt8Config, source: Path, out: Path, calibration: CalibrationSet) -> dict:
@@ -238,16 +260,16 @@ def quantize_onnx_int8(config: OnnxInt8Config, source: Path, out: Path, calibrat
         extra = {
             "ActivationSymmetric": act_sym,
             "WeightSymmetric": True,
-            "MatMulConstBOnly": not config.quantize_attention_matmuls,
             "CalibPercentile": config.percentile,
             "OpTypesToExcludeOutputQuantization": list(config.float_output_ops),
             # Not "CalibMaxIntermediateOutputs": ORT 1.32 raises "No data is collected" when the batch
             # count is a multiple of it (it flushes, then finds nothing left at the end).
         }
-        overrides = per_tensor_overrides(model, config.op_types, plan.all(), config.per_channel)
+        signed = signed_operand_overrides(model, config, plan.all())
+        overrides = {**per_tensor_overrides(model, config.op_types, plan.all(), config.per_channel), **signed}
         if overrides:
             extra["TensorQuantOverrides"] = overrides
-            _log.debug("per-tensor weights (no channel axis): %s", sorted(overrides))
+            _log.debug("tensor overrides (per-tensor weights, signed attention operands): %s", sorted(overrides))
         with atomic_path(out) as tmp_out:
             try:
                 with quiet_stdout("onnxruntime.quantization"):
@@ -263,18 +285,19 @@ def quantize_onnx_int8(config: OnnxInt8Config, source: Path, out: Path, calibrat
             rewrites = _post_process(Path(tmp_out), config)
     return {"float_nodes": plan.summary(), "float_node_names": plan.all(), "calibration_batches": len(batches),
             "preprocessed": config.preprocess, "activation_type": str(act_type), "weight_type": str(weight_type),
-            **rewrites}
+            "signed_attention_operands": len(signed), **rewrites}
 
 
 def _post_process(path: Path, config: OnnxInt8Config) -> dict[str, int]:
     """The exact rewrites of ort_fusions on the quantized file at `path`; how many of each were made."""
     import onnx
 
-    from rali_edge.quantize.ort_fusions import fuse_matmul_bias, split_packed_qkv
+    from rali_edge.quantize.ort_fusions import fuse_matmul_bias, quantize_before_transpose, split_packed_qkv
 
     model = onnx.load(str(path))
     counts = {"qkv_splits": split_packed_qkv(model) if config.split_qkv else 0,
-              "bias_fused_matmuls": fuse_matmul_bias(model) if config.bias_fusion else 0}
+              "bias_fused_matmuls": fuse_matmul_bias(model) if config.bias_fusion else 0,
+              "quantize_moved_before_transpose": quantize_before_transpose(model) if config.early_quantize else 0}
     if any(counts.values()):
         onnx.save_model(model, str(path))
     return counts

@@ -2,6 +2,8 @@
 
 `split_packed_qkv` (standard ONNX, any profile): see its docstring.
 
+`quantize_before_transpose` (standard ONNX, any profile): see its docstring.
+
 `fuse_matmul_bias` (cpu profile only): ORT turns `DQ(x) -> MatMul <- DQ(W)` into a MatMulIntegerToFloat
 kernel at load time but leaves the following bias `Add` as a separate float pass over the whole output (~8% of the
 INT8 ViT-B/16 time here). MatMulIntegerToFloat (com.microsoft) takes the bias as its 7th input and
@@ -152,6 +154,54 @@ def split_packed_qkv(model) -> int:
         graph.node.extend(nodes)
         _drop_unused_initializers(graph)
     return len(insert)
+
+
+_LAYOUT_OPS = ("Transpose", "Reshape")
+
+
+def _layout_chain(g: _Graph, name: str, outputs: set) -> list:
+    """The Transpose/Reshape nodes producing `name`, top first, each read by nothing but the next."""
+    chain = []
+    node = g.producer.get(name)
+    while (node is not None and node.op_type in _LAYOUT_OPS and node.output[0] not in outputs
+           and len(g.consumers.get(node.output[0], [])) == 1):
+        chain.insert(0, node)
+        node = g.producer.get(node.input[0])
+    return chain
+
+
+def quantize_before_transpose(model) -> int:
+    """Transpose/Reshape chain -> QuantizeLinear  becomes  QuantizeLinear -> the same chain, in place;
+    returns how many QuantizeLinear nodes moved.
+
+    Per-tensor quantization is element-wise, so it commutes with any permutation or reshape: the
+    result is identical. The transposes then move 8-bit data instead of float (a ViT's head split of
+    q, k and v before the attention matmuls). The whole chain moves, not only the last Transpose:
+    with a Reshape left above the QuantizeLinear, ORT's QDQ propagation puts a float Q/DQ pair back
+    in front of it. Only when every node of the chain feeds nothing but the next and the scale is a
+    scalar (a per-axis scale would need its axis mapped through the chain).
+    """
+    g = _Graph(model)
+    outputs = set(g.outputs)
+    moved = 0
+    for q in (n for n in g.nodes if n.op_type == "QuantizeLinear"):
+        chain = _layout_chain(g, q.input[0], outputs)
+        scale = g.const(q.input[1]) if len(q.input) > 1 else None
+        if not any(n.op_type == "Transpose" for n in chain) or scale is None or scale.size != 1:
+            continue
+        quantized = q.output[0]
+        q.input[0], q.output[0] = chain[0].input[0], f"{quantized}_before_layout"
+        previous = q.output[0]
+        for i, node in enumerate(chain):   # fresh names: the old ones carry float value_info
+            node.input[0] = previous
+            node.output[0] = quantized if i == len(chain) - 1 else f"{node.output[0]}_quantized"
+            previous = node.output[0]
+        moved += 1
+    if moved:
+        from rali_edge.quantize._graph import topological_sort
+
+        topological_sort(model.graph)   # each chain now reads the QuantizeLinear listed after it
+    return moved
 
 
 def _drop_unused_initializers(graph) -> None:

@@ -7,8 +7,10 @@ UnsupportedOptionError / ConfigError: exit 2). Per variant: build it with `expor
 `rali-edge export` runs) -> measure (run, or simulate where the runtime is absent) -> drift per
 dataset -> timing. A format whose runtime is absent here and that has no simulator (TensorRT
 without CUDA) is still built as far as it can be (its ONNX, validated in ONNX Runtime, and the
-trtexec script) and its row is "not runnable here", never a failure. A failed export, a failed run or a budget breach becomes the row's status and an
-entry of `report.failures` (exit 1); the other variants go on.
+trtexec script) and its row is "not runnable here", never a failure. A failed export, a failed run
+or a budget breach becomes the row's status and an entry of `report.failures` (exit 1); the other
+variants go on (rows: report/bench_rows.py). Then the drift of every measured variant is broken down
+(report/analysis.py: slices, worst images) and the reports are written (report/render.py).
 """
 
 from __future__ import annotations
@@ -21,15 +23,17 @@ from pathlib import Path
 
 import numpy as np
 
-from rali_edge.errors import ConfigError, NotRunnableHere, RaliEdgeError, UnsupportedOptionError
-from rali_edge.evaluation.budget import DriftBudget
-from rali_edge.evaluation.device_preprocess import device_drift_rows, measure_reference_on
-from rali_edge.evaluation.measure import DEFAULT_BATCH_SIZE, Measurement, measure_artifact
-from rali_edge.export.formats import REFERENCE_VARIANT, FormatCaps, Variant, all_variants, check_options
-from rali_edge.export.job import ExportResult
-from rali_edge.report import drift
+from rali_edge.errors import ConfigError, UnsupportedOptionError
+from rali_edge.evaluation.budget import POINT, DriftBudget
+from rali_edge.evaluation.measure import DEFAULT_BATCH_SIZE
+from rali_edge.export.formats import REFERENCE_VARIANT, all_variants, check_options
+from rali_edge.report.analysis import AnalysisSettings, analyse
+from rali_edge.report.bench_rows import BenchRows, batch_for
+from rali_edge.report.gallery import DEFAULT_WORST
+from rali_edge.report.images import image_table
 from rali_edge.report.results import BenchmarkReport
-from rali_edge.report.table import BenchmarkRow, Status, short_reason
+from rali_edge.report.slices import check_slice_by
+from rali_edge.report.table import BenchmarkRow
 
 DEFAULT_CALIBRATION_SIZE = 300
 
@@ -57,7 +61,7 @@ def check_variant_options(keys: list[str], opset: int | None, calibration_source
             continue
         c, v = variants[key]
         try:
-            check_options(c.name, v.precision, _batch(c), opset if c.opsets is not None else None,
+            check_options(c.name, v.precision, batch_for(c), opset if c.opsets is not None else None,
                           c.default_input_kind)
             if c.is_quantized(v.precision):
                 c.quant_kind_for(v.precision, v.quant_kind)
@@ -66,127 +70,6 @@ def check_variant_options(keys: list[str], opset: int | None, calibration_source
         needs_calibration = c.is_quantized(v.precision) and c.quant_kind_for(v.precision, v.quant_kind).calibration
         if needs_calibration and not Path(calibration_source).exists():
             raise ConfigError(f"--formats {key} needs calibration images; {calibration_source} does not exist")
-
-
-def _batch(c: FormatCaps) -> int | None:
-    """Dynamic batch where the format has one; else batch 1, what a phone app runs (the runner chunks)."""
-    return None if c.dynamic_batch else 1
-
-
-def _size_mb(path: Path) -> float:
-    if path.is_dir():
-        return sum(f.stat().st_size for f in path.rglob("*") if f.is_file()) / 1e6
-    return path.stat().st_size / 1e6
-
-
-class _Bench:
-    """One benchmark run's shared state; `row(key)` makes one table row."""
-
-    def __init__(self, bundle_dir: Path, sets, reference: Measurement, artifacts_dir: Path, calibration,
-                 budget: DriftBudget, opset: int | None, batch: int, batch_size: int, repeats: int, warmup: int,
-                 threads: int | None, device_sets: list):
-        self.bundle_dir, self.sets, self.reference, self.artifacts_dir = bundle_dir, sets, reference, artifacts_dir
-        self.device_sets = device_sets   # [(DevicePreprocess, its eval sets)]
-        self.calibration, self.budget, self.opset = calibration, budget, opset
-        self.batch, self.batch_size, self.repeats, self.warmup, self.threads = batch, batch_size, repeats, warmup, threads
-        self.failures: list[str] = []
-
-    def reference_row(self) -> BenchmarkRow:
-        row = BenchmarkRow("pytorch", "fp32", Status.OK, artifact=str(self.bundle_dir),
-                           size_mb=_size_mb(self.bundle_dir))
-        self._accuracy(row, "pytorch fp32", self.reference)
-        self._device_rows(row, "pytorch fp32", lambda dsets: measure_reference_on(
-            self.bundle_dir, dsets, self.batch_size, self.threads))
-        self._time(row, self.reference)
-        return row
-
-    def row(self, c: FormatCaps, v: Variant) -> BenchmarkRow:
-        label = f"{c.label} {v.label}"
-        ok, why = c.runnable_here()
-        try:
-            result = self._build(c, v)
-        except NotRunnableHere as exc:
-            return self._unmeasured(c, v, Status.NOT_RUNNABLE, str(exc))
-        except Exception as exc:  # noqa: BLE001 - backend libraries raise their own types; the row says which
-            reason = str(exc) if isinstance(exc, RaliEdgeError) else f"{type(exc).__name__}: {exc}"
-            self.failures.append(f"{label}: export failed: {reason}")
-            return self._unmeasured(c, v, Status.EXPORT_FAILED, reason)
-        path = Path(result.path)
-        row = BenchmarkRow(c.label, v.label, Status.OK, artifact=str(path), size_mb=_size_mb(path))
-        if path.suffix != c.suffix:   # e.g. TensorRT here: the validated ONNX + trtexec script, no engine
-            row.status, row.detail = Status.NOT_RUNNABLE, f"{why}; wrote {path.name} and " + \
-                ", ".join(p.name for p in result.extra_files) + " to build and check on the target"
-            row.reason = row.timing_reason = short_reason(why)
-            return row
-        m = measure_artifact(path, self.bundle_dir, self.sets, self.batch_size, self.threads)
-        if m.status == drift.FAILED:
-            row.status, row.detail = Status.VALIDATION_FAILED, f"running it failed: {m.reason}"
-            row.reason, row.timing_reason = short_reason(row.detail), "did not run"
-            self.failures.append(f"{label}: {row.detail}")
-        elif m.status == drift.NOT_RUNNABLE:
-            row.status, row.detail = Status.NOT_RUNNABLE, m.reason
-            row.reason = row.timing_reason = short_reason(m.reason)
-        else:
-            if m.status == drift.SIMULATED:
-                row.status, row.reason, row.detail = Status.SIMULATED, "PyTorch simulation", m.reason
-                row.timing_reason = short_reason(why)
-            self._accuracy(row, label, m)
-            self._device_rows(row, label, lambda dsets: measure_artifact(
-                path, self.bundle_dir, dsets, self.batch_size, self.threads))
-            if m.status == drift.OK:
-                self._time(row, m)
-        return row
-
-    def _unmeasured(self, c: FormatCaps, v: Variant, status: Status, message: str) -> BenchmarkRow:
-        reason = short_reason(message)
-        return BenchmarkRow(c.label, v.label, status, reason=reason, detail=message, timing_reason=reason)
-
-    def _build(self, c: FormatCaps, v: Variant) -> ExportResult:
-        from rali_edge.export.api import export_bundle
-
-        kind = c.quant_kind_for(v.precision, v.quant_kind) if c.is_quantized(v.precision) else None
-        result = export_bundle(
-            self.bundle_dir, c.name, v.precision, batch=_batch(c), opset=self.opset if c.opsets is not None else None,
-            out_dir=self.artifacts_dir, name=f"model-{v.key}",
-            calibration=self.calibration() if kind is not None and kind.calibration else None,
-            quant_kind=kind.name if kind is not None else None)
-        return result
-
-    def _accuracy(self, row: BenchmarkRow, label: str, m: Measurement) -> None:
-        from rali_edge.evaluation.measure import drift_rows
-
-        rows = drift_rows(m, self.sets, self.reference, label)
-        row.drift = [r.to_dict() for r in rows]
-        row.scores = np.concatenate([m.scores(s.dataset) for s in self.sets])
-        for attr in ("plcc", "srcc", "dplcc", "dsrcc"):
-            vals = [getattr(r, attr) for r in rows if getattr(r, attr) is not None]
-            setattr(row, attr, float(np.mean(vals)) if vals else None)
-        self._gate(row, rows)
-
-    def _device_rows(self, row: BenchmarkRow, label: str, measure) -> None:
-        """Drift on each device preprocessing's pixels (against float on the training pixels), gated alike."""
-        for device, dsets in self.device_sets:
-            rows = device_drift_rows(label, measure(dsets), dsets, self.sets, self.reference, device)
-            row.drift += [r.to_dict() for r in rows]
-            self._gate(row, rows)
-
-    def _gate(self, row: BenchmarkRow, rows) -> None:
-        problems = self.budget.failures(rows)
-        if problems:
-            self.failures += problems
-            simulated = " (simulated)" if row.status is Status.SIMULATED else ""
-            row.status = Status.VALIDATION_FAILED
-            row.detail = "; ".join(problems) + simulated + (f"; {row.detail}" if row.detail else "")
-            row.reason = short_reason(problems[0].split(": ", 1)[-1]) + (" …" if len(problems) > 1 else "")
-
-    def _time(self, row: BenchmarkRow, m: Measurement) -> None:
-        from rali_edge.report.timing import measure_latency
-
-        size = self.sets[0].pixels.shape[-1]
-        rng = np.random.default_rng(0)
-        latency = measure_latency(m.runner.run, lambda b: rng.integers(0, 256, (b, 3, size, size), dtype=np.uint8),
-                                  batch=self.batch, warmup=self.warmup, repeats=self.repeats)
-        row.ms_per_img, row.img_per_s, row.timing = latency.ms_per_img, latency.img_per_s, latency.to_dict()
 
 
 def run_benchmark(
@@ -208,6 +91,9 @@ def run_benchmark(
     seed: int = 0,
     threads: int | None = None,
     device_preprocess: str | Sequence[str] | None = None,
+    gate: str = POINT,
+    slice_by: str | Sequence[str] | None = None,
+    worst: int = DEFAULT_WORST,
     progress: bool = True,
 ) -> BenchmarkReport:
     """Export, validate and time each requested variant; write the reports into out_dir.
@@ -217,24 +103,32 @@ def run_benchmark(
     threads: intra-op threads for PyTorch and ONNX Runtime (None: their defaults, all cores).
     device_preprocess: device preprocessings (names or a comma list, see
     rali_edge.evaluation.device_preprocess) whose drift every measured row also reports and is gated on.
+    gate: "point" (the measured drop) or "upper" (the upper bound of its 95% interval) against the budget.
+    slice_by: meta fields to slice the drift by (a comma list or names; None: every field, see
+    rali_edge.report.slices); worst: images per artifact in the report's gallery.
     """
     from rali_edge.evaluation.device_preprocess import parse_device_preprocess
 
     keys = parse_formats(formats)
     devices = parse_device_preprocess(device_preprocess)
-    budget = DriftBudget(max_plcc_drop, max_srcc_drop)
+    budget = DriftBudget(max_plcc_drop, max_srcc_drop, gate)
     if not metas:
         raise ConfigError("the benchmark needs at least one meta file (--meta)")
+    _check_counts(threads, batch, batch_size, repeats, warmup, calibration_size)
+    calibration_source = calibration if calibration is not None else metas[0]
+    check_variant_options(keys, opset, calibration_source)
+    analysis = AnalysisSettings(slice_by=check_slice_by(slice_by, metas, image_root), worst=worst)
+    with _torch_threads(threads):
+        return _run(Path(bundle_dir), keys, metas, image_root, Path(out_dir), calibration_source, calibration_size,
+                    budget, batch, batch_size, repeats, warmup, opset, seed, threads, devices, analysis, progress)
+
+
+def _check_counts(threads, batch: int, batch_size: int, repeats: int, warmup: int, calibration_size: int) -> None:
     if threads is not None and threads < 1:
         raise ConfigError(f"threads must be >= 1, got {threads}")
     if batch < 1 or batch_size < 1 or repeats < 1 or warmup < 0 or calibration_size < 1:
         raise ConfigError("batch, batch size, repeats and calibration size must be >= 1 and warmup >= 0 "
                           f"(got {batch}, {batch_size}, {repeats}, {calibration_size}, {warmup})")
-    calibration_source = calibration if calibration is not None else metas[0]
-    check_variant_options(keys, opset, calibration_source)
-    with _torch_threads(threads):
-        return _run(Path(bundle_dir), keys, metas, image_root, Path(out_dir), calibration_source, calibration_size,
-                    budget, batch, batch_size, repeats, warmup, opset, seed, threads, devices, progress)
 
 
 @contextlib.contextmanager
@@ -266,7 +160,7 @@ def _calibration_factory(source, image_root, preprocess, size: int, seed: int):
 
 def _run(bundle_dir: Path, keys, metas, image_root, out_dir: Path, calibration_source, calibration_size,
          budget: DriftBudget, batch, batch_size, repeats, warmup, opset, seed, threads, devices,
-         progress) -> BenchmarkReport:
+         analysis: AnalysisSettings, progress) -> BenchmarkReport:
     from tqdm import tqdm
 
     from rali_edge.bundle import load_bundle
@@ -281,7 +175,7 @@ def _run(bundle_dir: Path, keys, metas, image_root, out_dir: Path, calibration_s
     reference = measure_reference(bundle_dir, sets, batch_size, threads)
     calibration = _calibration_factory(calibration_source, image_root, pre, calibration_size, seed)
     device_sets = [(d, load_device_sets(sets, metas, image_root, pre, d)) for d in devices]
-    bench = _Bench(bundle_dir, sets, reference, out_dir / "artifacts", calibration, budget, opset, batch,
+    bench = BenchRows(bundle_dir, sets, reference, out_dir / "artifacts", calibration, budget, opset, batch,
                    batch_size, repeats, warmup, threads, device_sets)
     bench.failures += unreadable(sets)
     variants = all_variants()
@@ -300,10 +194,17 @@ def _run(bundle_dir: Path, keys, metas, image_root, out_dir: Path, calibration_s
                   "seed": seed, "threads": threads, "device_preprocess": [d.to_dict() for d in devices],
                   "skipped_images": [{"dataset": s.dataset, **b} for s in sets for b in s.bad_images],
                   "metas": [str(m) for m in metas], "image_root": str(image_root)},
-        budget=budget.to_dict(), failures=bench.failures,
+        budget=budget.to_dict(), failures=bench.failures, images=image_table(sets, metas, image_root),
     )
+    report.analysis = analyse(report.float_scores, _measured(keys, rows), report.images, analysis)
     write_reports(report, out_dir)
     return report
+
+
+def _measured(keys: list[str], rows: list[BenchmarkRow]) -> list[tuple[str, str, np.ndarray]]:
+    """(label, status, scores) of every variant that produced scores, the float reference left out."""
+    return [(f"{r.format} {r.precision}", r.status.value, r.scores) for k, r in zip(keys, rows, strict=True)
+            if k != REFERENCE_VARIANT and r.scores is not None]
 
 
 def _threads() -> int:

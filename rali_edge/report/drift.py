@@ -4,8 +4,13 @@ device preprocessing (rali_edge.evaluation.device_preprocess) one more per (arti
 its `dataset` reads `<dataset>@<variant>`, its `device_preprocess` names the variant, and it is compared
 with the float model on the TRAINING preprocessing.
 
-Sign convention: dplcc = plcc(artifact) - plcc(float); a drop is a negative dplcc. The gate fails a
-row when -dplcc > max_plcc_drop (or -dsrcc > max_srcc_drop).
+Sign convention: dplcc = plcc(artifact) - plcc(float); a drop is a negative dplcc. The gate
+(rali_edge.evaluation.budget) fails a row when -dplcc > max_plcc_drop (or -dsrcc > max_srcc_drop), or,
+gating on the interval, when the drop's pessimistic bound -dplcc_ci[0] is over the budget.
+
+Each row with a ground truth also carries 95 % paired-bootstrap intervals (report/bootstrap.py) of PLCC,
+SRCC and their changes (`*_ci`, [low, high]; None with `interval_reason`), and each artifact row the
+ranking agreement of its scores with the float scores (report/ranking.py; None with `ranking_reason`).
 """
 
 from __future__ import annotations
@@ -16,6 +21,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from rali_edge.errors import DataError
+from rali_edge.report.bootstrap import DEFAULT_BOOTSTRAP, Bootstrap, Interval, PairedBootstrap
 
 # status values
 OK = "ok"                      # measured in the artifact's own runtime
@@ -44,18 +50,16 @@ class DriftRow:
     reason: str | None = None
     embedding_reason: str | None = None   # why embedding_cosine is null, when it is
     device_preprocess: str | None = None  # the device preprocessing the pixels had; None: the training one
+    plcc_ci: Interval | None = None       # bootstrap intervals (DEFAULT_BOOTSTRAP: 95 %, paired)
+    srcc_ci: Interval | None = None
+    dplcc_ci: Interval | None = None
+    dsrcc_ci: Interval | None = None
+    interval_reason: str | None = None    # why the intervals are null, when they are
+    ranking: dict | None = None           # RankingStats.to_dict(): float vs artifact order
+    ranking_reason: str | None = None     # why ranking is null, when it is
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
-
-    def drops_over(self, max_plcc_drop: float | None, max_srcc_drop: float | None) -> list[str]:
-        """Budget breaches of this row, as sentences (empty when within budget or not measured)."""
-        out = []
-        if max_plcc_drop is not None and self.dplcc is not None and -self.dplcc > max_plcc_drop:
-            out.append(f"{self.artifact} on {self.dataset}: PLCC dropped {-self.dplcc:.4f} > {max_plcc_drop}")
-        if max_srcc_drop is not None and self.dsrcc is not None and -self.dsrcc > max_srcc_drop:
-            out.append(f"{self.artifact} on {self.dataset}: SRCC dropped {-self.dsrcc:.4f} > {max_srcc_drop}")
-        return out
 
 
 def _correlations(scores: np.ndarray, gt: np.ndarray | None) -> tuple[float | None, float | None]:
@@ -84,8 +88,35 @@ def embedding_cosine(ref: np.ndarray | None, emb: np.ndarray | None) -> tuple[fl
     return float(np.mean(num / np.maximum(den, 1e-12))), None
 
 
+def _intervals(ref: np.ndarray, got: np.ndarray | None, gt: np.ndarray | None,
+               config: Bootstrap) -> tuple[dict, str | None]:
+    """The row's interval fields (or none, and why): the artifact vs float, or float alone (got None)."""
+    if gt is None:
+        return {}, "no ground truth"
+    if gt.size < 3:
+        return {}, f"{gt.size} images: too few for an interval"
+    boot = PairedBootstrap(ref, gt, config)
+    found = boot.reference() if got is None else boot.compare(got)
+    found.pop("valid")
+    if got is None:   # the float model against itself: no change, where its correlation is defined
+        found.update({f"d{k}": (0.0, 0.0) if found[k] is not None else None for k in ("plcc_ci", "srcc_ci")})
+    missing = [k for k, v in found.items() if v is None]
+    why = f"{', '.join(missing)}: undefined in most resamples (constant scores)" if missing else None
+    return found, why
+
+
+def _ranking(ref: np.ndarray, got: np.ndarray) -> tuple[dict | None, str | None]:
+    from rali_edge.report.ranking import ranking_stats
+
+    try:
+        return ranking_stats(ref, got).to_dict(), None
+    except DataError as exc:
+        return None, str(exc)
+
+
 def drift_row(artifact: str, dataset: str, gt: np.ndarray | None, reference: dict[str, np.ndarray],
-              outputs: dict[str, np.ndarray], status: str = OK, reason: str | None = None) -> DriftRow:
+              outputs: dict[str, np.ndarray], status: str = OK, reason: str | None = None,
+              bootstrap: Bootstrap = DEFAULT_BOOTSTRAP) -> DriftRow:
     """Compare one artifact's outputs with the float reference on the same images."""
     ref, got = np.asarray(reference["score"], np.float64), np.asarray(outputs["score"], np.float64)
     if ref.shape != got.shape:
@@ -94,21 +125,28 @@ def drift_row(artifact: str, dataset: str, gt: np.ndarray | None, reference: dic
     p, s = _correlations(got, gt)
     cos, why = embedding_cosine(reference.get("embedding"), outputs.get("embedding"))
     change = np.abs(got - ref)
+    intervals, interval_reason = _intervals(ref, got, gt, bootstrap)
+    ranking, ranking_reason = _ranking(ref, got)
     return DriftRow(
         artifact=artifact, dataset=dataset, n=int(len(got)), plcc=p, srcc=s,
         dplcc=None if p is None or p_ref is None else p - p_ref,
         dsrcc=None if s is None or s_ref is None else s - s_ref,
         score_mae=float(change.mean()), max_abs_change=float(change.max()),
         embedding_cosine=cos, status=status, reason=reason, embedding_reason=why,
+        **intervals, interval_reason=interval_reason, ranking=ranking, ranking_reason=ranking_reason,
     )
 
 
-def reference_row(artifact: str, dataset: str, gt: np.ndarray | None, reference: dict[str, np.ndarray]) -> DriftRow:
-    p, s = _correlations(np.asarray(reference["score"], np.float64), gt)
+def reference_row(artifact: str, dataset: str, gt: np.ndarray | None, reference: dict[str, np.ndarray],
+                  bootstrap: Bootstrap = DEFAULT_BOOTSTRAP) -> DriftRow:
+    ref = np.asarray(reference["score"], np.float64)
+    p, s = _correlations(ref, gt)
+    intervals, interval_reason = _intervals(ref, None, gt, bootstrap)
     return DriftRow(artifact=artifact, dataset=dataset, n=int(len(reference["score"])), plcc=p, srcc=s,
                     dplcc=0.0 if p is not None else None, dsrcc=0.0 if s is not None else None,
                     score_mae=0.0, max_abs_change=0.0, embedding_cosine=None, status=REFERENCE,
-                    embedding_reason="the reference itself")
+                    embedding_reason="the reference itself", **intervals, interval_reason=interval_reason,
+                    ranking_reason="the reference itself")
 
 
 def unmeasured_row(artifact: str, dataset: str, n: int, status: str, reason: str) -> DriftRow:

@@ -1,12 +1,22 @@
-"""What one `rali-edge benchmark` run produced: the rows, the float reference and the machine."""
+"""What one `rali-edge benchmark` run produced: the rows, the float reference, the per-artifact
+analysis (slices, worst images) and the machine. `to_dict()` is report.json (docs/report_schema.md)."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
 
+from rali_edge.report.bootstrap import DEFAULT_BOOTSTRAP
 from rali_edge.report.table import BenchmarkRow, Status
+
+if TYPE_CHECKING:
+    from rali_edge.report.analysis import Analysis
+    from rali_edge.report.images import ImageTable
+
+# report.json's schema version (docs/report_schema.md): 2 added intervals, ranking, slices, worst images.
+SCHEMA_VERSION = 2
 
 
 @dataclass
@@ -21,6 +31,8 @@ class BenchmarkReport:
     budget: dict = field(default_factory=dict)          # DriftBudget.to_dict(): max PLCC / SRCC drops
     failures: list[str] = field(default_factory=list)   # why the run exits 1: failed exports, runs, breaches
     paths: dict[str, str] = field(default_factory=dict)  # report files written: kind -> path
+    images: ImageTable | None = None           # the images behind float_scores (paths, datasets, meta fields)
+    analysis: Analysis | None = None           # per artifact: drift per slice, worst images
 
     @property
     def ok(self) -> bool:
@@ -33,6 +45,8 @@ class BenchmarkReport:
 
     def to_dict(self) -> dict:
         return {
+            "schema_version": SCHEMA_VERSION,
+            "kind": "benchmark",
             "bundle": self.bundle,
             "datasets": self.datasets,
             "environment": self.environment,
@@ -44,5 +58,8 @@ class BenchmarkReport:
             "gt_scores": [float(s) if np.isfinite(s) else None for s in self.gt_scores],
             "rows": [r.to_dict() for r in self.rows],
             "status_counts": {s.value: sum(r.status is s for r in self.rows) for s in Status},
+            "images": None if self.images is None else self.images.to_dict(),
+            "bootstrap": DEFAULT_BOOTSTRAP.to_dict(),   # how every interval in the drift rows was drawn
+            "analysis": None if self.analysis is None else self.analysis.to_dict(),
         }
 

@@ -74,6 +74,15 @@ class Runner(ABC):
         if not ok:
             raise NotRunnableHere(f"{self.path}: cannot run here: {why}")
 
+    def _open(self, path: str | Path, threads: int | None) -> None:
+        """What every runner's __init__ starts with: the path, the runtime's presence (before it is
+        imported: the error names the missing extra) and the thread count."""
+        self.path = Path(path)
+        self.require_available()
+        if threads is not None and threads < 1:
+            raise ConfigError(f"threads={threads} must be >= 1")
+        self.threads = threads
+
     def run(self, pixels: np.ndarray) -> dict[str, np.ndarray]:
         """uint8 RGB [B, 3, H, W] -> {"score": float [B], "embedding": float [B, M] when present}."""
         self.require_available()

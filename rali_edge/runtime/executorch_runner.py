@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from rali_edge.errors import ConfigError, ExportError
+from rali_edge.errors import ExportError
 from rali_edge.export.executorch_program import executorch_available, read_program_metadata, sidecar_path
 from rali_edge.export.metadata import read_metadata
 from rali_edge.runtime.base import Runner
@@ -38,11 +38,7 @@ class ExecuTorchRunner(Runner):
     takes_threads = True
 
     def __init__(self, path: str | Path, threads: int | None = None):
-        self.path = Path(path)
-        self.require_available()   # before importing the runtime: say which extra is missing
-        if threads is not None and threads < 1:
-            raise ConfigError(f"threads={threads} must be >= 1")
-        self.threads = threads
+        self._open(path, threads)
         self._load()
         self.metadata = read_metadata(self._props(), str(self.path))
         # The input's first size is the fixed batch, or the bound of a dynamic one.

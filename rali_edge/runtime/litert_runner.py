@@ -24,8 +24,7 @@ class LiteRTRunner(Runner):
     takes_threads = True
 
     def __init__(self, path: str | Path, threads: int | None = None):
-        self.path = Path(path)
-        self.require_available()   # before importing the runtime: say which extra is missing
+        self._open(path, threads)
         from rali_edge.export.litert_metadata import read_props
 
         self.metadata = read_metadata(read_props(self.path), str(self.path))
