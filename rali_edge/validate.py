@@ -15,6 +15,8 @@ an artifact's rows what it costs together with the export. The same budget gates
 
 from __future__ import annotations
 
+import dataclasses
+
 import itertools
 import os
 from collections.abc import Sequence
@@ -61,6 +63,8 @@ class ValidationReport:
 @dataclass
 class LocalMeasurer:
     """Scores the eval sets in this process (every image's pixels in memory): the default engine."""
+
+    embedding_note = None   # it measures the embedding cosine wherever both sides output one
 
     batch_size: int = DEFAULT_BATCH_SIZE
     threads: int | None = None
@@ -119,7 +123,7 @@ def validate_artifacts(artifacts, bundle, metas, image_root, max_plcc_drop: floa
     scores = {bundle_dir.name: {s.dataset: reference.scores(s.dataset) for s in sets}}
     for path in artifacts:
         m = measurer.artifact(path, bundle_dir, sets)
-        rows.extend(drift_rows(m, sets, reference))
+        rows.extend(_with_embedding_note(drift_rows(m, sets, reference), measurer.embedding_note))
         if m.outputs:
             scores[path.name] = {s.dataset: m.scores(s.dataset) for s in sets}
     for device in devices:
@@ -143,3 +147,10 @@ def validate_artifacts(artifacts, bundle, metas, image_root, max_plcc_drop: floa
 
 
 __all__ = ["validate_artifacts", "ValidationReport", "DriftRow", "OK", "SIMULATED", "NOT_RUNNABLE", "FAILED"]
+
+
+def _with_embedding_note(rows: list, note: str | None) -> list:
+    """Rows whose embedding cosine was not measured say why in the measurer's words, when it has them."""
+    if note is None:
+        return rows
+    return [dataclasses.replace(r, embedding_reason=note) if r.embedding_cosine is None else r for r in rows]

@@ -160,5 +160,7 @@ def test_validate_on_ray_gives_the_local_engine_numbers(ray_cluster, int8_case, 
     for a, b in zip(local["rows"], on_ray["rows"]):
         for key in ("plcc", "srcc", "dplcc", "dsrcc", "score_mae", "max_abs_change"):
             assert b[key] == pytest.approx(a[key], abs=1e-6), key
+    artifact_rows = [r for r in on_ray["rows"] if r["artifact"] == int8_case["int8"].path.name]
+    assert artifact_rows and all("ray engine" in r["embedding_reason"] for r in artifact_rows)
     res = runner.invoke(app, ["validate", *args, "--engine", "ray", "--device-preprocess", "jpeg90"])
     assert res.exit_code == 2 and "--engine local" in res.output

@@ -75,6 +75,7 @@ class RayMeasurer:
 
     engine: RayEngine
     image_size: int | None = None    # the bundle's, set by load(); artifacts must take the same
+    embedding_note = "not measured by the ray engine (its rows carry scores only)"
 
     def load(self, bundle_dir: Path, metas, image_root, preprocess):
         """(sets, the float bundle's Measurement): every image of the metas scored by the bundle."""
