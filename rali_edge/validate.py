@@ -138,12 +138,17 @@ def validate_artifacts(artifacts, bundle, metas, image_root, max_plcc_drop: floa
     report = ValidationReport(rows, unreadable(sets) + budget.failures(rows), budget.to_dict(), scores=scores)
     report.analysis = validation_analysis(report, bundle_dir.name, sets, metas, image_root, analysis)
     if out_dir is not None:
-        doc = {**report.to_dict(), "bundle": str(bundle_dir), "metas": [str(m) for m in metas],
-               "image_root": str(image_root), "bad_images": {s.dataset: s.bad_images for s in sets},
-               "device_preprocess": [d.to_dict() for d in devices],
-               "created": datetime.now(timezone.utc).isoformat(timespec="seconds")}
-        report.report_path = write_validation_reports(report, doc, Path(out_dir))
+        report.report_path = _write_reports(report, bundle_dir, metas, image_root, sets, devices, Path(out_dir))
     return report
+
+
+def _write_reports(report: ValidationReport, bundle_dir: Path, metas, image_root, sets, devices, out_dir: Path) -> Path:
+    """report.json (the report and what it was measured on), report.md and report.html in out_dir."""
+    doc = {**report.to_dict(), "bundle": str(bundle_dir), "metas": [str(m) for m in metas],
+           "image_root": str(image_root), "bad_images": {s.dataset: s.bad_images for s in sets},
+           "device_preprocess": [d.to_dict() for d in devices],
+           "created": datetime.now(timezone.utc).isoformat(timespec="seconds")}
+    return write_validation_reports(report, doc, out_dir)
 
 
 __all__ = ["validate_artifacts", "ValidationReport", "DriftRow", "OK", "SIMULATED", "NOT_RUNNABLE", "FAILED"]

@@ -72,3 +72,11 @@ def print_table(table: Any, min_width: int = 160) -> None:
     """Print a rich table at least `min_width` wide: numbers are never squeezed into '…' when the
     output is a pipe or a narrow terminal (a wide line beats an unreadable one)."""
     Console(width=max(console.width, min_width)).print(table)
+
+
+# The drift-report options `validate` and `benchmark` share (one definition, one help text).
+GATE_OPTION = typer.Option("point", "--gate", help="How a drop meets the budget: point (the measured drop) "
+                                                   "or upper (the upper bound of its 95% bootstrap interval).")
+SLICE_BY_OPTION = typer.Option(
+    None, "--slice-by", help="Meta field(s) to break the drift down by in the reports (repeat or comma "
+                             "list; default: every field, plus dataset and gt_quintile).")

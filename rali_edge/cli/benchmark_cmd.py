@@ -7,7 +7,15 @@ from typing import Optional
 
 import typer
 
-from rali_edge.cli._common import console, friendly_errors, print_table, renamed, report_failures
+from rali_edge.cli._common import (
+    GATE_OPTION,
+    SLICE_BY_OPTION,
+    console,
+    friendly_errors,
+    print_table,
+    renamed,
+    report_failures,
+)
 from rali_edge.export.formats import REFERENCE_VARIANT, all_variants
 
 _FORMATS_HELP = "Comma list of: all, " + ", ".join([REFERENCE_VARIANT, *all_variants()]) + "."
@@ -36,11 +44,8 @@ def benchmark(
     device_preprocess: Optional[str] = typer.Option(
         None, "--device-preprocess", help="Also measure drift on the test images prepared as a device would: "
                                           "comma list of bilinear, bilinear-noaa, nearest, jpeg<Q> (gated alike)."),
-    gate: str = typer.Option("point", "--gate", help="How a drop meets the budget: point (the measured drop) "
-                                                     "or upper (the upper bound of its 95% bootstrap interval)."),
-    slice_by: Optional[list[str]] = typer.Option(
-        None, "--slice-by", help="Meta field(s) to break the drift down by in the reports (repeat or comma "
-                                 "list; default: every field, plus dataset and gt_quintile)."),
+    gate: str = GATE_OPTION,
+    slice_by: Optional[list[str]] = SLICE_BY_OPTION,
     calib: Optional[Path] = typer.Option(None, "--calib", hidden=True, exists=True),
     calib_size: Optional[int] = typer.Option(None, "--calib-size", hidden=True, min=1),
 ) -> None:
@@ -49,11 +54,7 @@ def benchmark(
     Exit status: 0 every row ran (or is not runnable here) within budget; 1 an export, a run or the
     budget failed (the rows are named); 2 bad options, rejected before any export.
     """
-    from rich.table import Table
-
     from rali_edge.report.benchmark import run_benchmark
-    from rali_edge.report.render import gate_text
-    from rali_edge.report.table import COLUMNS, notes, row_cells
 
     calibration = renamed(calibration, calib, "--calibration", "--calib")
     calibration_size = renamed(calibration_size, calib_size, "--calibration-size", "--calib-size", default=300)
@@ -62,6 +63,18 @@ def benchmark(
                            max_srcc_drop=max_srcc_drop, batch=batch, batch_size=batch_size, repeats=repeats,
                            warmup=warmup, opset=opset, threads=threads, device_preprocess=device_preprocess,
                            gate=gate, slice_by=slice_by)
+    _print_report(report, bundle, batch, repeats, warmup)
+    report_failures(report.failures, [f"{r.format} {r.precision}: {r.detail}" for r in report.not_runnable])
+    console.print("[green]every row within budget[/]" if any(report.budget.values()) else "[green]all rows ran[/]")
+
+
+def _print_report(report, bundle: Path, batch: int, repeats: int, warmup: int) -> None:
+    """The table, its notes, the machine and timing, the gate and where the reports went."""
+    from rich.table import Table
+
+    from rali_edge.report.render import gate_text
+    from rali_edge.report.table import COLUMNS, notes, row_cells
+
     table = Table(title=f"rali-edge benchmark: {bundle}", show_lines=False)
     for i, col in enumerate(COLUMNS):
         table.add_column(col, justify="left" if i < 3 else "right", overflow="fold")
@@ -77,5 +90,3 @@ def benchmark(
     console.print(f"gate: {gate_text(report.budget)}", highlight=False)
     for kind, path in report.paths.items():
         console.print(f"{kind}: {path}", highlight=False)
-    report_failures(report.failures, [f"{r.format} {r.precision}: {r.detail}" for r in report.not_runnable])
-    console.print("[green]every row within budget[/]" if any(report.budget.values()) else "[green]all rows ran[/]")

@@ -8,7 +8,7 @@ from typing import Optional
 import typer
 
 from rali_edge.batch.options import EngineName
-from rali_edge.cli._common import console, friendly_errors, print_table, report_failures
+from rali_edge.cli._common import GATE_OPTION, SLICE_BY_OPTION, console, friendly_errors, print_table, report_failures
 
 
 def _ci(interval) -> str:
@@ -40,11 +40,8 @@ def validate(
              "comma list: bilinear (PIL, antialiased), bilinear-noaa (no antialiasing: Android, GPU), "
              "nearest, jpeg<Q> (re-encoded at JPEG quality Q, e.g. jpeg90). Rows <dataset>@<name>, "
              "compared with the float model on the training preprocessing, same budget."),
-    gate: str = typer.Option("point", "--gate", help="How a drop meets the budget: point (the measured drop) "
-                                                     "or upper (the upper bound of its 95% bootstrap interval)."),
-    slice_by: Optional[list[str]] = typer.Option(
-        None, "--slice-by", help="Meta field(s) to break the drift down by in the reports (repeat or comma "
-                                 "list; default: every field, plus dataset and gt_quintile)."),
+    gate: str = GATE_OPTION,
+    slice_by: Optional[list[str]] = SLICE_BY_OPTION,
     engine: EngineName = typer.Option(EngineName.local, "--engine", help="local: every image in this process; "
                                       "ray: scored on Ray Data actors, for sets too big for one (docs/scale_out.md)."),
     ray_address: Optional[str] = typer.Option(None, "--ray-address", help="ray: the cluster to join."),
@@ -57,10 +54,8 @@ def validate(
     run, a drop exceeded the budget (on the training or a device preprocessing) or an image could not be
     read; 2 bad options (an unknown --device-preprocess name included).
     """
-    from rich.table import Table
-
-    from rali_edge.evaluation.budget import DriftBudget
     from rali_edge.evaluation.device_preprocess import parse_device_preprocess
+    from rali_edge.report.render import gate_text
     from rali_edge.batch.options import validator_for
 
     validate_artifacts = validator_for(engine, address=ray_address, actors=actors,
@@ -69,17 +64,8 @@ def validate(
     report = validate_artifacts(artifacts, bundle, meta, image_root, max_plcc_drop=max_plcc_drop,
                                 max_srcc_drop=max_srcc_drop, out_dir=out, batch_size=batch_size, threads=threads,
                                 device_preprocess=device_preprocess, gate=gate, slice_by=slice_by)
-    table = Table(title="drift vs float")
-    for col in ("artifact", "dataset", "n", "PLCC", "dPLCC", "dPLCC 95% CI", "SRCC", "dSRCC", "MAE", "max|d|",
-                "tau vs float", "emb cos", "status"):
-        table.add_column(col)
-    for r in report.rows:
-        table.add_row(r.artifact, r.dataset, str(r.n), _fmt(r.plcc), _fmt(r.dplcc, True), _ci(r.dplcc_ci),
-                      _fmt(r.srcc), _fmt(r.dsrcc, True), _fmt(r.score_mae), _fmt(r.max_abs_change),
-                      _fmt(r.ranking["kendall_tau"] if r.ranking else None), _fmt(r.embedding_cosine),
-                      r.status + (f" ({r.reason})" if r.reason else ""))
-    print_table(table)
-    console.print(f"gate: {DriftBudget(**report.budget).describe()}", highlight=False)
+    print_table(_drift_table(report.rows))
+    console.print(f"gate: {gate_text(report.budget)}", highlight=False)
     for d in parse_device_preprocess(device_preprocess):
         console.print(f"@{d.name}: {d.description}; vs the float model on the training preprocessing",
                       highlight=False)
@@ -87,3 +73,19 @@ def validate(
         console.print(f"report: {report.report_path}")
     report_failures(report.failures, [f"{r.artifact} on {r.dataset}: {r.reason}" for r in report.not_runnable])
     console.print("[green]within budget[/]")
+
+
+def _drift_table(rows):
+    """One line per (artifact, dataset): drift against float, its interval, ranking, status."""
+    from rich.table import Table
+
+    table = Table(title="drift vs float")
+    for col in ("artifact", "dataset", "n", "PLCC", "dPLCC", "dPLCC 95% CI", "SRCC", "dSRCC", "MAE", "max|d|",
+                "tau vs float", "emb cos", "status"):
+        table.add_column(col)
+    for r in rows:
+        table.add_row(r.artifact, r.dataset, str(r.n), _fmt(r.plcc), _fmt(r.dplcc, True), _ci(r.dplcc_ci),
+                      _fmt(r.srcc), _fmt(r.dsrcc, True), _fmt(r.score_mae), _fmt(r.max_abs_change),
+                      _fmt(r.ranking["kendall_tau"] if r.ranking else None), _fmt(r.embedding_cosine),
+                      r.status + (f" ({r.reason})" if r.reason else ""))
+    return table
