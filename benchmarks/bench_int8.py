@@ -2,7 +2,7 @@
 
 Not a test: run it by hand,
     PYTHONPATH=. .venv/bin/python benchmarks/bench_int8.py [--model b16|tiny] [--reps 5] [--threads 2]
-        [--runtimes ort,openvino] [--steps all] [--profile 3] [--workdir /tmp/rali-bench-int8]
+        [--runtimes ort,openvino,litert] [--steps all] [--profile 3] [--workdir /tmp/rali-bench-int8]
         [--json out.json]
 
 One run, on one machine, interleaved (each rep runs every variant once at each batch size, a different
@@ -46,7 +46,8 @@ from _int8_steps import STEPS  # noqa: E402
 from _ort_profile import as_json, print_profiles, profile_models  # noqa: E402
 from _timing import load_average, time_interleaved  # noqa: E402
 
-DEFAULT_RUNTIMES = "ort,openvino"   # what fits in 10 minutes from an empty --workdir on 2 cores
+# Issue 31: ORT, OpenVINO and LiteRT in one run; --reps 1 from an empty --workdir stays < 10 min on 2 cores.
+DEFAULT_RUNTIMES = "ort,openvino,litert"
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:

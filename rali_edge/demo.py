@@ -82,11 +82,9 @@ class DemoSettings:
                    clip_embed_dim=256, clip_text_width=256, clip_text_layers=1, align_steps=2700, align_batch=64,
                    align_lr=3e-3, align_temperature=0.07, align_crop=64, align_full_fraction=1 / 6, align_bf16=True,
                    align_rank_weight=1.0, pca_dim=16, num_buckets=24, num_basis=32, fit_epochs=200,
-                   # No openvino-int8: NNCF's INT8 of this CNN scorer fails its export check (scores
-                   # off by 0.29 on the sample photos, tolerance 0.1, every preset tried; issue 31).
                    formats=("pytorch-fp32", "onnx-fp32", "onnx-fp16", "onnx-int8-cpu", "onnx-int8-tensorrt",
                             "ort-fp32", "litert-fp32", "litert-int8", "executorch-fp32", "executorch-int8",
-                            "openvino-fp32", "openvino-bf16", "coreml-fp16", "coreml-int8w",
+                            "openvino-fp32", "openvino-bf16", "openvino-int8", "coreml-fp16", "coreml-int8w",
                             "tensorrt-fp16", "tensorrt-int8"),
                    calib_size=300, bench_repeats=5)
 
@@ -95,7 +93,7 @@ class DemoSettings:
         return dataclasses.replace(cls.full(), sources=8, procedural=16, text_seeds=(0, 1), grpo_steps=1, describe_images=2,
                                    align_steps=60, align_batch=32, fit_epochs=60, calib_size=64, bench_repeats=2,
                                    formats=("pytorch-fp32", "onnx-fp32", "onnx-int8-cpu", "onnx-int8-tensorrt",
-                                            "ort-fp32", "litert-int8", "executorch-int8", "openvino-fp32",
+                                            "ort-fp32", "litert-int8", "executorch-int8", "openvino-int8",
                                             "coreml-fp16", "coreml-int8w", "tensorrt-int8"))
 
 

@@ -277,3 +277,38 @@ def test_int8_config_validates():
         OpenVINOInt8Config(preset="fast")
     with pytest.raises(ConfigError, match="version"):
         OpenVINOInt8Config(version=2)
+    with pytest.raises(ConfigError, match="activation_ranges"):
+        OpenVINOInt8Config(activation_ranges="percentile")
+
+
+def _two_layer_model() -> ov.Model:
+    """x [1, 64] -> MatMul -> Relu -> MatMul: two layers NNCF quantizes, with the activations between them."""
+    import openvino.opset13 as ops
+
+    rng = np.random.default_rng(0)
+    x = ops.parameter([1, 64], np.float32, name="x")
+    h = ops.relu(ops.matmul(x, ops.constant(rng.standard_normal((64, 64)).astype(np.float32)), False, False))
+    y = ops.matmul(h, ops.constant(rng.standard_normal((64, 8)).astype(np.float32)), False, False)
+    return ov.Model([y], [x], "two_layers")
+
+
+@pytest.mark.parametrize("ranges, covers_the_outlier", [("minmax", True), ("mean_minmax", False)])
+def test_activation_ranges_reach_nncf(ranges, covers_the_outlier):
+    """One calibration item in twenty is ten times larger (a heavily distorted image): "minmax" (our
+    default) keeps its range, NNCF's own "mean_minmax" averages it away and clips that input."""
+    import nncf
+
+    from rali_edge.export.openvino_int8 import _advanced, nncf_output_on_stderr
+    from rali_edge.quantize.config import OpenVINOInt8Config
+
+    rng = np.random.default_rng(1)
+    items = [rng.standard_normal((1, 64)).astype(np.float32) * (10.0 if i == 7 else 1.0) for i in range(20)]
+    model = _two_layer_model()
+    with nncf_output_on_stderr():
+        quantized = nncf.quantize(model, nncf.Dataset(items), subset_size=len(items), fast_bias_correction=False,
+                                  advanced_parameters=_advanced(OpenVINOInt8Config(activation_ranges=ranges)))
+    core = ov.Core()
+    run_float, run_int8 = core.compile_model(model, "CPU"), core.compile_model(quantized, "CPU")
+    want, got = run_float(items[7])[0], run_int8(items[7])[0]
+    relative = float(np.abs(got - want).max() / np.abs(want).max())
+    assert (relative < 0.05) == covers_the_outlier, relative

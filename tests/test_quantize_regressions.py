@@ -10,7 +10,7 @@ from onnx import TensorProto, helper, numpy_helper
 from rali_edge.calibration import from_pixels
 from rali_edge.quantize import OnnxFp16Config, TensorRTInt8Config, quantize
 from rali_edge.quantize._graph import topological_sort
-from rali_edge.quantize.onnx_int8 import equal_batch_size, feed_batches
+from rali_edge.quantize.onnx_feed import equal_batch_size, feed_batches
 
 
 def _ln_softmax_model(path):

@@ -16,7 +16,7 @@ from onnx import TensorProto, helper, numpy_helper
 
 from rali_edge.quantize import OnnxInt8Config, quantize
 from rali_edge.quantize.config import DEFAULT_INT8_OPS
-from rali_edge.quantize.onnx_int8 import per_tensor_overrides
+from rali_edge.quantize.onnx_overrides import per_tensor_overrides
 
 OUT_OF_RANGE = "out-of-range"
 LN_OPS = (*DEFAULT_INT8_OPS, "LayerNormalization")

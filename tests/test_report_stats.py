@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import itertools
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -306,3 +307,32 @@ def test_large_sets_go_through_in_blocks_with_the_same_intervals(monkeypatch):
         assert blocked[key] != whole[key]
         assert abs(_width(blocked[key]) - _width(whole[key])) < 0.25 * _width(whole[key]), key
     bootstrap.resample_indices.cache_clear()
+
+
+def test_drift_rows_share_the_float_bootstrap_and_get_what_they_get_alone(monkeypatch):
+    # The reference's resamples are drawn once per dataset for every artifact compared with it; each
+    # artifact's intervals are the ones it gets from a bootstrap drawn for it alone.
+    import rali_edge.report.bootstrap as bootstrap_module
+    from rali_edge.evaluation.evalset import EvalSet
+    from rali_edge.evaluation.measure import Measurement, drift_rows
+    from rali_edge.report.drift import OK, REFERENCE, drift_row
+
+    gt, ref, got = _scores(80, seed=5)
+    other = got + np.random.default_rng(3).normal(0, 0.1, 80)
+    sets = [EvalSet(name, [], [], np.zeros((80, 3, 1, 1), np.uint8), gt) for name in ("a", "b")]
+    reference = Measurement(Path("float"), REFERENCE, {s.dataset: {"score": ref} for s in sets})
+    made = []
+    monkeypatch.setattr(bootstrap_module.PairedBootstrap, "__init__",
+                        _counting(bootstrap_module.PairedBootstrap.__init__, made))
+    shared = [drift_rows(Measurement(Path(f"art{i}"), OK, {s.dataset: {"score": scores} for s in sets}), sets, reference)
+              for i, scores in enumerate((got, other))]
+    assert len(made) == 2   # one per dataset, not one per (artifact, dataset)
+    alone = [drift_row(f"art{i}", "a", gt, {"score": ref}, {"score": scores}) for i, scores in enumerate((got, other))]
+    assert [rows[0] for rows in shared] == alone and alone[0].dplcc_ci != alone[1].dplcc_ci
+
+
+def _counting(init, made: list):
+    def counted(self, *args, **kwargs):
+        made.append(1)
+        init(self, *args, **kwargs)
+    return counted

@@ -18,6 +18,7 @@ from rali_edge.report.drift import FAILED, NOT_RUNNABLE, OK, REFERENCE, SIMULATE
 
 if TYPE_CHECKING:
     from rali_edge.evaluation.evalset import EvalSet
+    from rali_edge.report.bootstrap import PairedBootstrap
     from rali_edge.runtime.base import Runner
 
 DEFAULT_BATCH_SIZE = 16
@@ -32,9 +33,21 @@ class Measurement:
     outputs: dict[str, dict[str, np.ndarray]] = field(default_factory=dict)   # dataset -> outputs
     reason: str = ""                # why not OK (or what was simulated)
     runner: Runner | None = None    # the open runner when it ran here (for timing)
+    _bootstraps: dict[str, PairedBootstrap] = field(default_factory=dict, init=False, repr=False, compare=False)
 
     def scores(self, dataset: str) -> np.ndarray:
         return np.asarray(self.outputs[dataset]["score"], np.float64)
+
+    def bootstrap(self, s: EvalSet) -> PairedBootstrap | None:
+        """As the reference: its PairedBootstrap on `s`, drawn on first use and then shared by every artifact
+        compared with it; None where no interval can be drawn (no ground truth, fewer than 3 images)."""
+        from rali_edge.report.bootstrap import PairedBootstrap
+
+        if s.gt is None or s.gt.size < 3:
+            return None
+        if s.dataset not in self._bootstraps:
+            self._bootstraps[s.dataset] = PairedBootstrap(self.scores(s.dataset), s.gt)
+        return self._bootstraps[s.dataset]
 
 
 def open_runner_for(path: Path, threads: int | None = None) -> Runner:
@@ -113,5 +126,5 @@ def drift_rows(m: Measurement, sets: list[EvalSet], reference: Measurement, name
         else:
             reason = m.reason if m.status == SIMULATED else None
             rows.append(drift_row(name, s.dataset, s.gt, reference.outputs[s.dataset], m.outputs[s.dataset],
-                                  m.status, reason))
+                                  m.status, reason, boot=reference.bootstrap(s)))
     return rows

@@ -85,7 +85,8 @@ def quantize_int8(model: ov.Model, inputs: np.ndarray, config: OpenVINOInt8Confi
             quantized = with_accuracy_control(model.clone(), dataset, inputs, calibration, drift_budget,
                                               {**kwargs, "advanced_quantization_parameters": _advanced(config)})
     details = {"method": "nncf post-training" + (" with accuracy control" if drift_budget is not None else ""),
-               "preset": config.preset, "model_type": "transformer" if transformer else "cnn",
+               "preset": config.preset, "activation_ranges": config.activation_ranges,
+               "bias_correction": "fast" if config.fast_bias_correction else "full", "model_type": "transformer" if transformer else "cnn",
                "smooth_quant": config.smooth_quant and transformer,
                "ignored_scope": {"head": config.keep_head_float, "stem": [op.get_friendly_name() for op in stem]},
                **quantized_ops(quantized)}
@@ -95,12 +96,14 @@ def quantize_int8(model: ov.Model, inputs: np.ndarray, config: OpenVINOInt8Confi
 
 
 def _advanced(config: OpenVINOInt8Config):
-    """NNCF's advanced parameters: its defaults, or SmoothQuant off (see OpenVINOInt8Config)."""
+    """NNCF's advanced parameters for the config's activation ranges and SmoothQuant (see OpenVINOInt8Config)."""
     from nncf.quantization.advanced_parameters import AdvancedQuantizationParameters, AdvancedSmoothQuantParameters
+    from nncf.quantization.range_estimator import RangeEstimatorParametersSet
 
-    if config.smooth_quant:
-        return None   # NNCF's defaults: SmoothQuant on for transformers
-    return AdvancedQuantizationParameters(smooth_quant_alphas=AdvancedSmoothQuantParameters(matmul=-1))
+    ranges = {"minmax": RangeEstimatorParametersSet.MINMAX,
+              "mean_minmax": RangeEstimatorParametersSet.MEAN_MINMAX}[config.activation_ranges]
+    smooth = AdvancedSmoothQuantParameters() if config.smooth_quant else AdvancedSmoothQuantParameters(matmul=-1)
+    return AdvancedQuantizationParameters(activations_range_estimator_params=ranges, smooth_quant_alphas=smooth)
 
 
 def stem_convolutions(model: ov.Model) -> list:

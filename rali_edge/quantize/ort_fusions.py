@@ -100,60 +100,80 @@ def split_packed_qkv(model) -> int:
     a 5-D float transpose of the whole [L, B, 3D] projection, then a copy per part (~5-8% of the INT8
     ViT-B/16 time here). Gather i is exactly r[:, :, i, :], i.e. output i of Split(r, axis=2) squeezed.
     """
-    from onnx import helper, numpy_helper
-
     graph = model.graph
     g = _Graph(model)
     outputs = set(g.outputs)
+    drop: set[int] = set()
+    insert: dict[int, list] = {}
+    for reshape in (n for n in g.nodes if n.op_type == "Reshape"):
+        found = _packed_qkv_chain(g, reshape, outputs)
+        if found is None:
+            continue
+        parts, chain, picks = found
+        insert[id(reshape)] = _split_and_squeeze(graph, reshape, parts, picks, f"{reshape.name or 'qkv'}_split_{len(insert)}")
+        drop.update(id(n) for n in chain)
+    if insert:
+        _replace_nodes(graph, insert, drop)
+    return len(insert)
 
+
+def _attr(node, key: str):
+    from onnx import helper
+
+    return next((helper.get_attribute_value(a) for a in node.attribute if a.name == key), None)
+
+
+def _packed_qkv_chain(g: _Graph, reshape, outputs: set) -> tuple[int, list, dict] | None:
+    """(parts, the Unsqueeze/Transpose/Squeeze/Gather nodes to drop, part index -> its Gather) when
+    `reshape` starts the packed-QKV unpacking chain (split_packed_qkv), else None."""
     def only(name: str, op_type: str):
         users = g.consumers.get(name, [])
         ok = len(users) == 1 and users[0].op_type == op_type and name not in outputs
         return users[0] if ok else None
 
-    def attr(node, key: str):
-        return next((helper.get_attribute_value(a) for a in node.attribute if a.name == key), None)
+    shape = _ints(g.const(reshape.input[1]))
+    unsq = only(reshape.output[0], "Unsqueeze")
+    trans = unsq and only(unsq.output[0], "Transpose")
+    squeeze = trans and only(trans.output[0], "Squeeze")
+    if (not shape or len(shape) != 4 or shape[2] <= 0 or squeeze is None
+            or _ints(g.const(unsq.input[1])) != [0]
+            or list(_attr(trans, "perm") or []) != [3, 1, 2, 0, 4]
+            or _ints(g.const(squeeze.input[1])) not in ([-2], [3])):
+        return None
+    parts, gathers = shape[2], g.consumers.get(squeeze.output[0], [])
+    picks = {}
+    for gather in gathers:
+        index = g.const(gather.input[1]) if gather.op_type == "Gather" else None
+        if index is None or index.ndim != 0 or (_attr(gather, "axis") or 0) != 0:  # scalar index drops the axis
+            return None
+        picks[int(index) % parts] = gather
+    if not picks or len(picks) != len(gathers):
+        return None
+    return parts, [unsq, trans, squeeze, *gathers], picks
 
-    drop: set[int] = set()
-    insert: dict[int, list] = {}
-    for reshape in (n for n in g.nodes if n.op_type == "Reshape"):
-        shape = _ints(g.const(reshape.input[1]))
-        unsq = only(reshape.output[0], "Unsqueeze")
-        trans = unsq and only(unsq.output[0], "Transpose")
-        squeeze = trans and only(trans.output[0], "Squeeze")
-        if (not shape or len(shape) != 4 or shape[2] <= 0 or squeeze is None
-                or _ints(g.const(unsq.input[1])) != [0]
-                or list(attr(trans, "perm") or []) != [3, 1, 2, 0, 4]
-                or _ints(g.const(squeeze.input[1])) not in ([-2], [3])):
-            continue
-        parts, gathers = shape[2], g.consumers.get(squeeze.output[0], [])
-        picks = {}
-        for gather in gathers:
-            index = g.const(gather.input[1]) if gather.op_type == "Gather" else None
-            if index is None or index.ndim != 0 or (attr(gather, "axis") or 0) != 0:  # scalar index drops the axis
-                break
-            picks[int(index) % parts] = gather
-        if not picks or len(picks) != len(gathers):
-            continue
-        name = f"{reshape.name or 'qkv'}_split_{len(insert)}"
-        graph.initializer.append(numpy_helper.from_array(np.ones(parts, np.int64), f"{name}_sizes"))
-        graph.initializer.append(numpy_helper.from_array(np.array([2], np.int64), f"{name}_axis"))
-        pieces = [f"{name}_{j}" for j in range(parts)]
-        new = [helper.make_node("Split", [reshape.output[0], f"{name}_sizes"], pieces, name=name, axis=2)]
-        new += [helper.make_node("Squeeze", [pieces[j], f"{name}_axis"], [gather.output[0]], name=f"{name}_squeeze_{j}")
-                for j, gather in sorted(picks.items())]
-        insert[id(reshape)] = new
-        drop.update(id(n) for n in (unsq, trans, squeeze, *gathers))
-    if insert:
-        nodes = []
-        for n in graph.node:
-            if id(n) not in drop:
-                nodes.append(n)
-            nodes.extend(insert.get(id(n), ()))
-        del graph.node[:]
-        graph.node.extend(nodes)
-        _drop_unused_initializers(graph)
-    return len(insert)
+
+def _split_and_squeeze(graph, reshape, parts: int, picks: dict, name: str) -> list:
+    """Split(reshape's output, axis 2) into `parts`, and a Squeeze per picked part writing its Gather's output."""
+    from onnx import helper, numpy_helper
+
+    graph.initializer.append(numpy_helper.from_array(np.ones(parts, np.int64), f"{name}_sizes"))
+    graph.initializer.append(numpy_helper.from_array(np.array([2], np.int64), f"{name}_axis"))
+    pieces = [f"{name}_{j}" for j in range(parts)]
+    new = [helper.make_node("Split", [reshape.output[0], f"{name}_sizes"], pieces, name=name, axis=2)]
+    return new + [helper.make_node("Squeeze", [pieces[j], f"{name}_axis"], [gather.output[0]], name=f"{name}_squeeze_{j}")
+                  for j, gather in sorted(picks.items())]
+
+
+def _replace_nodes(graph, insert: dict[int, list], drop: set[int]) -> None:
+    """Rebuild the node list in order: nodes whose id is in `drop` go, insert[id(n)] follows n."""
+    nodes = []
+    for n in graph.node:
+        if id(n) not in drop:
+            nodes.append(n)
+        nodes.extend(insert.get(id(n), ()))
+    del graph.node[:]
+    graph.node.extend(nodes)
+    _drop_unused_initializers(graph)
 
 
 _LAYOUT_OPS = ("Transpose", "Reshape")

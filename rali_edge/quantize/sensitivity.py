@@ -74,7 +74,7 @@ def prepare(source: Path, workdir: Path, preprocess: bool = True) -> Path:
 def _scores(path: Path, pixels: np.ndarray, batch: int = 32) -> np.ndarray:
     import onnxruntime as ort
 
-    from rali_edge.quantize.onnx_int8 import model_input
+    from rali_edge.quantize.onnx_feed import model_input
 
     import onnx
 

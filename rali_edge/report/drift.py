@@ -89,13 +89,14 @@ def embedding_cosine(ref: np.ndarray | None, emb: np.ndarray | None) -> tuple[fl
 
 
 def _intervals(ref: np.ndarray, got: np.ndarray | None, gt: np.ndarray | None,
-               config: Bootstrap) -> tuple[dict, str | None]:
-    """The row's interval fields (or none, and why): the artifact vs float, or float alone (got None)."""
+               config: Bootstrap, boot: PairedBootstrap | None = None) -> tuple[dict, str | None]:
+    """The row's interval fields (or none, and why): the artifact vs float, or float alone (got None).
+    `boot`: the float model's bootstrap on these images, drawn once for every artifact (None: drawn here)."""
     if gt is None:
         return {}, "no ground truth"
     if gt.size < 3:
         return {}, f"{gt.size} images: too few for an interval"
-    boot = PairedBootstrap(ref, gt, config)
+    boot = boot or PairedBootstrap(ref, gt, config)
     found = boot.reference() if got is None else boot.compare(got)
     found.pop("valid")
     if got is None:   # the float model against itself: no change, where its correlation is defined
@@ -116,8 +117,10 @@ def _ranking(ref: np.ndarray, got: np.ndarray) -> tuple[dict | None, str | None]
 
 def drift_row(artifact: str, dataset: str, gt: np.ndarray | None, reference: dict[str, np.ndarray],
               outputs: dict[str, np.ndarray], status: str = OK, reason: str | None = None,
-              bootstrap: Bootstrap = DEFAULT_BOOTSTRAP) -> DriftRow:
-    """Compare one artifact's outputs with the float reference on the same images."""
+              bootstrap: Bootstrap = DEFAULT_BOOTSTRAP, boot: PairedBootstrap | None = None) -> DriftRow:
+    """Compare one artifact's outputs with the float reference on the same images. `boot`: the float
+    model's PairedBootstrap on them (made with `bootstrap`), shared by every artifact compared with it:
+    the float resamples and the ground truth's ranks are then drawn once, not once per artifact."""
     ref, got = np.asarray(reference["score"], np.float64), np.asarray(outputs["score"], np.float64)
     if ref.shape != got.shape:
         raise DataError(f"{artifact}: {got.shape[0]} scores for {ref.shape[0]} reference images")
@@ -125,7 +128,7 @@ def drift_row(artifact: str, dataset: str, gt: np.ndarray | None, reference: dic
     p, s = _correlations(got, gt)
     cos, why = embedding_cosine(reference.get("embedding"), outputs.get("embedding"))
     change = np.abs(got - ref)
-    intervals, interval_reason = _intervals(ref, got, gt, bootstrap)
+    intervals, interval_reason = _intervals(ref, got, gt, bootstrap, boot)
     ranking, ranking_reason = _ranking(ref, got)
     return DriftRow(
         artifact=artifact, dataset=dataset, n=int(len(got)), plcc=p, srcc=s,
