@@ -68,7 +68,6 @@ def test_budget_search_fails_clearly_when_nothing_meets_it(int8_case, perturbed_
 @pytest.mark.slow
 def test_budget_search_splits_a_resnet_tower_into_layers(tmp_path):
     """No LayerNorm, no transformer blocks: a CNN tower is ranked and kept float layer by layer."""
-    import numpy as np
 
     from rali_edge.calibration.sets import from_pixels
     from rali_edge.export.api import export_bundle

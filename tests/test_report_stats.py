@@ -324,8 +324,9 @@ def test_drift_rows_share_the_float_bootstrap_and_get_what_they_get_alone(monkey
     made = []
     monkeypatch.setattr(bootstrap_module.PairedBootstrap, "__init__",
                         _counting(bootstrap_module.PairedBootstrap.__init__, made))
-    shared = [drift_rows(Measurement(Path(f"art{i}"), OK, {s.dataset: {"score": scores} for s in sets}), sets, reference)
-              for i, scores in enumerate((got, other))]
+    measured = [Measurement(Path(f"art{i}"), OK, {s.dataset: {"score": scores} for s in sets})
+                for i, scores in enumerate((got, other))]
+    shared = [drift_rows(m, sets, reference) for m in measured]
     assert len(made) == 2   # one per dataset, not one per (artifact, dataset)
     alone = [drift_row(f"art{i}", "a", gt, {"score": ref}, {"score": scores}) for i, scores in enumerate((got, other))]
     assert [rows[0] for rows in shared] == alone and alone[0].dplcc_ci != alone[1].dplcc_ci

@@ -23,7 +23,6 @@ from rali_edge.export.spec import ExportSpec
 
 if TYPE_CHECKING:
     import onnx
-    import torch
     from torch import nn
 
 PROTOBUF_LIMIT = 2**31 - 2**20  # stay a MiB under 2 GB for the graph itself

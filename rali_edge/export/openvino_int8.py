@@ -86,7 +86,8 @@ def quantize_int8(model: ov.Model, inputs: np.ndarray, config: OpenVINOInt8Confi
                                               {**kwargs, "advanced_quantization_parameters": _advanced(config)})
     details = {"method": "nncf post-training" + (" with accuracy control" if drift_budget is not None else ""),
                "preset": config.preset, "activation_ranges": config.activation_ranges,
-               "bias_correction": "fast" if config.fast_bias_correction else "full", "model_type": "transformer" if transformer else "cnn",
+               "bias_correction": "fast" if config.fast_bias_correction else "full",
+               "model_type": "transformer" if transformer else "cnn",
                "smooth_quant": config.smooth_quant and transformer,
                "ignored_scope": {"head": config.keep_head_float, "stem": [op.get_friendly_name() for op in stem]},
                **quantized_ops(quantized)}

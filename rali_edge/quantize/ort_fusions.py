@@ -110,7 +110,8 @@ def split_packed_qkv(model) -> int:
         if found is None:
             continue
         parts, chain, picks = found
-        insert[id(reshape)] = _split_and_squeeze(graph, reshape, parts, picks, f"{reshape.name or 'qkv'}_split_{len(insert)}")
+        name = f"{reshape.name or 'qkv'}_split_{len(insert)}"
+        insert[id(reshape)] = _split_and_squeeze(graph, reshape, parts, picks, name)
         drop.update(id(n) for n in chain)
     if insert:
         _replace_nodes(graph, insert, drop)
@@ -160,8 +161,8 @@ def _split_and_squeeze(graph, reshape, parts: int, picks: dict, name: str) -> li
     graph.initializer.append(numpy_helper.from_array(np.array([2], np.int64), f"{name}_axis"))
     pieces = [f"{name}_{j}" for j in range(parts)]
     new = [helper.make_node("Split", [reshape.output[0], f"{name}_sizes"], pieces, name=name, axis=2)]
-    return new + [helper.make_node("Squeeze", [pieces[j], f"{name}_axis"], [gather.output[0]], name=f"{name}_squeeze_{j}")
-                  for j, gather in sorted(picks.items())]
+    return new + [helper.make_node("Squeeze", [pieces[j], f"{name}_axis"], [gather.output[0]],
+                                   name=f"{name}_squeeze_{j}") for j, gather in sorted(picks.items())]
 
 
 def _replace_nodes(graph, insert: dict[int, list], drop: set[int]) -> None:

@@ -96,7 +96,8 @@ def _intervals(ref: np.ndarray, got: np.ndarray | None, gt: np.ndarray | None,
         return {}, "no ground truth"
     if gt.size < 3:
         return {}, f"{gt.size} images: too few for an interval"
-    boot = boot or PairedBootstrap(ref, gt, config)
+    if boot is None:
+        boot = PairedBootstrap(ref, gt, config)
     found = boot.reference() if got is None else boot.compare(got)
     found.pop("valid")
     if got is None:   # the float model against itself: no change, where its correlation is defined
