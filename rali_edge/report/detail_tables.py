@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from rali_edge.report.analysis import Analysis, ArtifactAnalysis
 from rali_edge.report.bootstrap import DEFAULT_BOOTSTRAP, Bootstrap
 from rali_edge.report.slices import SMALL_SLICE
+from rali_edge.report.table import markdown_grid
 
 
 @dataclass(frozen=True)
@@ -87,12 +88,7 @@ def worst_table(a: ArtifactAnalysis) -> TextTable:
 
 
 def markdown(table: TextTable) -> str:
-    def cell(text: str) -> str:
-        return text.replace("|", "\\|").replace("\n", " ")
-
-    lines = ["| " + " | ".join(table.header) + " |", "|" + "|".join("---" for _ in table.header) + "|"]
-    lines += ["| " + " | ".join(cell(c) for c in row) + " |" for row in table.rows]
-    return "\n".join(lines) + "\n"
+    return markdown_grid(table.header, table.rows)
 
 
 def markdown_sections(drift: Sequence[dict], analysis: Analysis | None, gate_text: str) -> str:

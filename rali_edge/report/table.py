@@ -137,11 +137,15 @@ def _md_escape(text: str) -> str:
     return text.replace("|", "\\|").replace("\n", " ")
 
 
-def markdown_table(rows: list[BenchmarkRow]) -> str:
-    lines = ["| " + " | ".join(COLUMNS) + " |", "|" + "|".join("---" for _ in COLUMNS) + "|"]
-    for row in rows:
-        lines.append("| " + " | ".join(_md_escape(c) for c in row_cells(row)) + " |")
+def markdown_grid(header, rows) -> str:
+    """A Markdown table of text cells: every report table goes through here (cells escaped)."""
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
+    lines += ["| " + " | ".join(_md_escape(c) for c in row) + " |" for row in rows]
     return "\n".join(lines) + "\n"
+
+
+def markdown_table(rows: list[BenchmarkRow]) -> str:
+    return markdown_grid(COLUMNS, [row_cells(row) for row in rows])
 
 
 PLAIN_CELL = 22
