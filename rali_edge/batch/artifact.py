@@ -14,22 +14,14 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from rali_edge.bundle import sha256_file
 from rali_edge.errors import ConfigError
 
 SIDECAR_SUFFIX = ".json"     # `<artifact>.json` beside a file artifact: metadata some runners read
-_CHUNK = 1 << 20
-
-
-def _file_sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while chunk := f.read(_CHUNK):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def _tree_sha256(files: dict[str, Path]) -> str:
-    lines = "".join(f"{rel}\t{_file_sha256(p)}\n" for rel, p in sorted(files.items()))
+    lines = "".join(f"{rel}\t{sha256_file(p)}\n" for rel, p in sorted(files.items()))
     return hashlib.sha256(lines.encode("utf-8")).hexdigest()
 
 
@@ -39,7 +31,7 @@ def _tree(folder: Path) -> dict[str, Path]:
 
 def artifact_sha256(path: str | os.PathLike) -> str:
     p = Path(path)
-    return _tree_sha256(_tree(p)) if p.is_dir() else _file_sha256(p)
+    return _tree_sha256(_tree(p)) if p.is_dir() else sha256_file(p)
 
 
 @dataclass(frozen=True)

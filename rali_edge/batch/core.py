@@ -37,15 +37,9 @@ class Prepared:
 def open_artifact_runner(path: str | os.PathLike, threads: int | None = None, device: str | None = None) -> Runner:
     """The artifact's runner: `threads` intra-op threads where its runtime takes a count, and `device`
     for a bundle (PyTorch; callers refuse a device for other artifacts before any work)."""
-    from rali_edge.runtime import runner_class
+    from rali_edge.evaluation.measure import open_runner_for
 
-    cls = runner_class(path)
-    kwargs: dict = {}
-    if threads is not None and cls.takes_threads:
-        kwargs["threads"] = threads
-    if device is not None:
-        kwargs["device"] = device
-    runner = cls(path, **kwargs)
+    runner = open_runner_for(path, threads, **({} if device is None else {"device": device}))
     runner.require_available()
     return runner
 

@@ -50,6 +50,7 @@ def _score_all(engine: RayEngine, artifact: Path, locations: Sequence[str],
 
 def _scored_sets(records: dict, rows: ScoredRows) -> list[ScoredSet]:
     from rali_edge.errors import DataError
+    from rali_edge.evaluation.evalset import ground_truth
 
     error = dict(zip(rows.paths, rows.errors))
     sets = []
@@ -57,10 +58,8 @@ def _scored_sets(records: dict, rows: ScoredRows) -> list[ScoredSet]:
         kept = [r for r in recs if not error[str(r.path)]]
         if not kept:
             raise DataError(f"{dataset}: none of its {len(recs)} images could be read")
-        scores = [r.score for r in kept]
-        gt = None if any(s is None for s in scores) else np.asarray(scores, np.float64)
         bad = [{"path": str(r.path), "reason": error[str(r.path)]} for r in recs if error[str(r.path)]]
-        sets.append(ScoredSet(dataset, [str(r.path) for r in kept], [r.image for r in kept], gt, bad))
+        sets.append(ScoredSet(dataset, [str(r.path) for r in kept], [r.image for r in kept], ground_truth(kept), bad))
     return sets
 
 

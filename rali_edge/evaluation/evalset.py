@@ -31,6 +31,12 @@ class EvalSet:
         return len(self.pixels)
 
 
+def ground_truth(records) -> np.ndarray | None:
+    """The records' scores (gt_score_norm) as float64, or None when any record has none."""
+    scores = [r.score for r in records]
+    return None if any(s is None for s in scores) else np.asarray(scores, np.float64)
+
+
 def load_eval_sets(metas: Sequence[str | os.PathLike], image_root: str | os.PathLike,
                    preprocess: PreprocessConfig,
                    prepare: Callable[[Image.Image, PreprocessConfig], np.ndarray] | None = None) -> list[EvalSet]:
@@ -55,9 +61,7 @@ def load_eval_sets(metas: Sequence[str | os.PathLike], image_root: str | os.Path
             pixels = uint8_batch([img for _, img in good], preprocess).numpy()
         else:
             pixels = np.stack([np.asarray(prepare(img, preprocess), dtype=np.uint8) for _, img in good])
-        scores = [r.score for r in kept]
-        gt = None if any(s is None for s in scores) else np.asarray(scores, np.float64)
-        sets.append(EvalSet(dataset, [str(r.path) for r in kept], [r.image for r in kept], pixels, gt,
+        sets.append(EvalSet(dataset, [str(r.path) for r in kept], [r.image for r in kept], pixels, ground_truth(kept),
                             [{"path": b.path, "reason": b.reason} for b in bad]))
     return sets
 

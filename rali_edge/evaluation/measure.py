@@ -50,12 +50,15 @@ class Measurement:
         return self._bootstraps[s.dataset]
 
 
-def open_runner_for(path: Path, threads: int | None = None) -> Runner:
-    """The artifact's runner, with `threads` intra-op threads where its runtime takes a thread count."""
+def open_runner_for(path: Path, threads: int | None = None, **kwargs) -> Runner:
+    """The artifact's runner, with `threads` intra-op threads where its runtime takes a thread count;
+    `kwargs` go to the runner as they are (`device` for a bundle)."""
     from rali_edge.runtime import runner_class
 
     cls = runner_class(path)
-    return cls(path, threads=threads) if threads is not None and cls.takes_threads else cls(path)
+    if threads is not None and cls.takes_threads:
+        kwargs["threads"] = threads
+    return cls(path, **kwargs)
 
 
 def run_batched(runner: Runner, pixels: np.ndarray, batch_size: int = DEFAULT_BATCH_SIZE) -> dict[str, np.ndarray]:
