@@ -122,3 +122,15 @@ def int8_case(scorer_case):
 def photo_case(tmp_path_factory):
     """(bundle, meta, image folder): a random-weight open_clip scorer and 12 labelled photo crops."""
     return _helpers().build_photo_case(tmp_path_factory)
+
+
+@pytest.fixture
+def hide_packages(monkeypatch):
+    """hide_packages("openvino", "nncf"): from then on importlib.util.find_spec finds none of these
+    top-level packages nor their submodules, as where an extra is not installed."""
+    real = importlib.util.find_spec
+
+    def hide(*packages: str) -> None:
+        monkeypatch.setattr(importlib.util, "find_spec",
+                            lambda name, *a, **kw: None if name.split(".")[0] in packages else real(name, *a, **kw))
+    return hide

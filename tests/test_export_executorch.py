@@ -4,7 +4,6 @@ dynamic batches; validate; the CLI; a clear missing-extra error."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
 from pathlib import Path
 
@@ -257,11 +256,10 @@ def test_hf_backbone_exports(tmp_path):
     assert result.validation["max_abs_diff_score"] <= 1e-4
 
 
-def test_missing_extra_is_named(tiny, monkeypatch, tmp_path):
+def test_missing_extra_is_named(tiny, hide_packages, tmp_path):
     from rali_edge.export.formats import caps
 
-    real = importlib.util.find_spec
-    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "executorch" else real(name, *a))
+    hide_packages("executorch")
     ok, why = ExecuTorchRunner.available()
     assert not ok and "rali-edge[executorch]" in why
     assert caps("executorch").runnable_here() == (False, why)

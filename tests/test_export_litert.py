@@ -3,7 +3,6 @@ PyTorch; INT8 of the encoder only; metadata inside the flatbuffer; the CLI; a cl
 
 from __future__ import annotations
 
-import importlib.util
 import json
 from pathlib import Path
 
@@ -144,13 +143,10 @@ def test_a_dynamic_batch_is_rejected_before_any_work(tmp_path):
         export_bundle(tmp_path / "missing", "litert", "fp32")
 
 
-def test_missing_extra_names_it(tiny, exported, monkeypatch, tmp_path):
+def test_missing_extra_names_it(tiny, exported, hide_packages, tmp_path):
     from rali_edge.runtime import open_runner
 
-    real = importlib.util.find_spec
-    monkeypatch.setattr(importlib.util, "find_spec",
-                        lambda name, *a, **kw: None if name.split(".")[0] in ("ai_edge_litert", "litert_torch")
-                        else real(name, *a, **kw))
+    hide_packages("ai_edge_litert", "litert_torch")
     ok, why = LiteRTRunner.available()
     assert not ok and "rali-edge[litert]" in why
     with pytest.raises(NotRunnableHere, match=r"rali-edge\[litert\]"):

@@ -5,7 +5,6 @@ folders and a missing extra refused clearly."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
 from pathlib import Path
 
@@ -223,13 +222,10 @@ def test_benchmark_rows_are_ok(tiny, tmp_path):
     assert report.ok, report.failures
 
 
-def test_missing_extra_names_it(tiny, exported, monkeypatch, tmp_path):
+def test_missing_extra_names_it(tiny, exported, hide_packages, tmp_path):
     from rali_edge.runtime import open_runner
 
-    real = importlib.util.find_spec
-    monkeypatch.setattr(importlib.util, "find_spec",
-                        lambda name, *a, **kw: None if name.split(".")[0] in ("openvino", "nncf")
-                        else real(name, *a, **kw))
+    hide_packages("openvino", "nncf")
     ok, why = OpenVINORunner.available()
     assert not ok and "rali-edge[openvino]" in why
     with pytest.raises(NotRunnableHere, match=r"rali-edge\[openvino\]"):
