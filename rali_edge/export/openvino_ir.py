@@ -17,12 +17,12 @@ Metadata: the flat `rali_edge.*` pairs in the model's rt_info, section `rali_edg
 
 from __future__ import annotations
 
-import importlib.util
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
 
+from rali_edge._extras import require_modules
 from rali_edge.errors import ExportError, NotRunnableHere, ValidationFailed
 from rali_edge.export.metadata import PREFIX
 
@@ -42,9 +42,7 @@ OV_TYPES = {"uint8": "u8", "float32": "f32"}   # spec dtype -> OpenVINO element 
 
 def require(*modules: str) -> None:
     """NotRunnableHere naming the extra when an OpenVINO package is missing."""
-    missing = [NEEDS[m] for m in modules if importlib.util.find_spec(m) is None]
-    if missing:
-        raise NotRunnableHere(f"OpenVINO export needs {', '.join(missing)}: {EXTRA}")
+    require_modules("OpenVINO export", NEEDS, EXTRA, *modules)
 
 
 def convert(folded: nn.Module, spec: ExportSpec) -> ov.Model:

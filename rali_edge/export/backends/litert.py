@@ -16,7 +16,6 @@ dynamic batch; see the format table). Metadata: the `rali_edge.*` pairs inside t
 
 from __future__ import annotations
 
-import importlib.util
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -25,7 +24,8 @@ import torch
 from torch import nn
 
 from rali_edge._atomic import atomic_path
-from rali_edge.errors import ConfigError, NotRunnableHere, UnsupportedOptionError, ValidationFailed
+from rali_edge._extras import require_modules
+from rali_edge.errors import ConfigError, UnsupportedOptionError, ValidationFailed
 from rali_edge.export.job import ExportJob, ExportResult, QuantizeJob
 
 if TYPE_CHECKING:
@@ -42,9 +42,7 @@ FLOAT_PRECISIONS = ("fp32", "fp16")
 def require(*modules: str) -> None:
     """NotRunnableHere naming the extra when a LiteRT package is missing (a benchmark row then says
     "not runnable here" instead of failing)."""
-    missing = [NEEDS[m] for m in modules if importlib.util.find_spec(m) is None]
-    if missing:
-        raise NotRunnableHere(f"LiteRT export needs {', '.join(missing)}: {EXTRA}")
+    require_modules("LiteRT export", NEEDS, EXTRA, *modules)
 
 
 # ---------------------------------------------------------------- float: fp32, fp16 weights
