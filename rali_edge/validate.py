@@ -100,6 +100,7 @@ def validate_artifacts(artifacts, bundle, metas, image_root, max_plcc_drop: floa
     from rali_edge.bundle import load_bundle
     from rali_edge.evaluation.device_preprocess import (
         device_drift_rows,
+        device_reference,
         load_device_sets,
         measure_reference_on,
         parse_device_preprocess,
@@ -128,11 +129,12 @@ def validate_artifacts(artifacts, bundle, metas, image_root, max_plcc_drop: floa
             scores[path.name] = {s.dataset: m.scores(s.dataset) for s in sets}
     for device in devices:
         dsets = load_device_sets(sets, metas, image_root, pre, device)
+        dref = device_reference(reference, sets, dsets)
         on_device = measure_reference_on(bundle_dir, dsets, batch_size, threads)
         measured = itertools.chain([(bundle_dir.name, on_device)], (   # one artifact's runner open at a time
             (path.name, measure_artifact(path, bundle_dir, dsets, batch_size, threads)) for path in artifacts))
         for name, m in measured:
-            rows += device_drift_rows(name, m, dsets, sets, reference, device)
+            rows += device_drift_rows(name, m, dsets, dref, device)
             if m.outputs:
                 scores.setdefault(name, {}).update({d.dataset: m.scores(d.dataset) for d in dsets})
     report = ValidationReport(rows, unreadable(sets) + budget.failures(rows), budget.to_dict(), scores=scores)

@@ -191,16 +191,24 @@ def load_device_sets(sets: Sequence[EvalSet], metas: Sequence[str | os.PathLike]
     return out
 
 
-def device_drift_rows(name: str, measured: Measurement, device_sets: Sequence[EvalSet], sets: Sequence[EvalSet],
-                      reference: Measurement, device: DevicePreprocess) -> list[DriftRow]:
-    """Drift rows of `measured` (run on `device_sets`) against the float model on the TRAINING pixels
-    (`reference`, measured on `sets`), marked with the device preprocessing."""
-    from rali_edge.evaluation.measure import Measurement, drift_rows
+def device_reference(reference: Measurement, sets: Sequence[EvalSet], device_sets: Sequence[EvalSet]) -> Measurement:
+    """The float model on the TRAINING pixels (`reference`, measured on `sets`) under the device sets'
+    dataset names: what every artifact's device rows compare with. Made once per device preprocessing,
+    so its bootstrap is drawn once for all artifacts (Measurement.bootstrap)."""
+    from rali_edge.evaluation.measure import Measurement
 
-    ref = Measurement(reference.artifact, reference.status,
-                      {d.dataset: reference.outputs[s.dataset] for s, d in zip(sets, device_sets, strict=True)})
+    return Measurement(reference.artifact, reference.status,
+                       {d.dataset: reference.outputs[s.dataset] for s, d in zip(sets, device_sets, strict=True)})
+
+
+def device_drift_rows(name: str, measured: Measurement, device_sets: Sequence[EvalSet], reference: Measurement,
+                      device: DevicePreprocess) -> list[DriftRow]:
+    """Drift rows of `measured` (run on `device_sets`) against `reference` (device_reference: the float
+    model on the training pixels), marked with the device preprocessing."""
+    from rali_edge.evaluation.measure import drift_rows
+
     return [dataclasses.replace(r, device_preprocess=device.name)
-            for r in drift_rows(measured, list(device_sets), ref, name)]
+            for r in drift_rows(measured, list(device_sets), reference, name)]
 
 
 def measure_reference_on(bundle_dir, device_sets: Sequence[EvalSet], batch_size: int,

@@ -13,7 +13,7 @@ import numpy as np
 
 from rali_edge.errors import NotRunnableHere, RaliEdgeError
 from rali_edge.evaluation.budget import DriftBudget
-from rali_edge.evaluation.device_preprocess import device_drift_rows, measure_reference_on
+from rali_edge.evaluation.device_preprocess import device_drift_rows, device_reference, measure_reference_on
 from rali_edge.evaluation.measure import Measurement, measure_artifact
 from rali_edge.export.formats import FormatCaps, Variant
 from rali_edge.export.job import ExportResult
@@ -40,6 +40,7 @@ class BenchRows:
                  threads: int | None, device_sets: list):
         self.bundle_dir, self.sets, self.reference, self.artifacts_dir = bundle_dir, sets, reference, artifacts_dir
         self.device_sets = device_sets   # [(DevicePreprocess, its eval sets)]
+        self.device_refs = [device_reference(reference, sets, dsets) for _, dsets in device_sets]
         self.calibration, self.budget, self.opset = calibration, budget, opset
         self.batch, self.batch_size, self.repeats, self.warmup, self.threads = batch, batch_size, repeats, warmup, threads
         self.failures: list[str] = []
@@ -118,8 +119,8 @@ class BenchRows:
 
     def _device_rows(self, row: BenchmarkRow, label: str, measure) -> None:
         """Drift on each device preprocessing's pixels (against float on the training pixels), gated alike."""
-        for device, dsets in self.device_sets:
-            rows = device_drift_rows(label, measure(dsets), dsets, self.sets, self.reference, device)
+        for (device, dsets), dref in zip(self.device_sets, self.device_refs, strict=True):
+            rows = device_drift_rows(label, measure(dsets), dsets, dref, device)
             row.drift += [r.to_dict() for r in rows]
             self._gate(row, rows)
 
